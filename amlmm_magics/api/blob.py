@@ -1,0 +1,88 @@
+"""Upload of model and driver files to an Azure Blob container given by a container SAS URL.
+
+Through azure-storage-blob (imported on first use): chunked, concurrent, streamed from the
+file or stream, so a file is never held in memory whole. The embedded backend serves the same
+subset of the Blob protocol, so the same code uploads to it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from amlmm_magics.api.errors import ModelManagementError
+from amlmm_magics.redact import install_log_redaction, redact_text
+
+BLOCK_SIZE = 8 * 1024 * 1024
+# Below this one Put Blob request carries the whole file; the SDK reads such a file into
+# memory first, so it is kept small.
+SINGLE_PUT_SIZE = 8 * 1024 * 1024
+
+
+class BlobUploadError(ModelManagementError):
+    """The upload to blob storage failed."""
+
+
+def blob_url(container_sas_url: str, blob_name: str) -> str:
+    """The URL of ``blob_name`` in the container, carrying the container's SAS query."""
+    parts = urlsplit(container_sas_url)
+    path = parts.path.rstrip("/") + "/" + quote(blob_name.lstrip("/"), safe="/")
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def upload_blob(
+    container_sas_url: str,
+    source: str | os.PathLike[str] | IO[bytes],
+    blob_name: str,
+    *,
+    content_type: str | None = None,
+    length: int | None = None,
+    overwrite: bool = False,
+    max_concurrency: int = 2,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> str:
+    """Upload a file (path or binary stream) as ``blob_name``; answer its URL with the SAS.
+
+    The URL answered is what ``register_model`` and manifest assets take.
+    """
+    try:
+        from azure.core.exceptions import AzureError
+        from azure.storage.blob import BlobClient, ContentSettings
+    except ImportError as exc:  # pragma: no cover - declared dependency
+        raise BlobUploadError("azure-storage-blob is not installed.") from exc
+    install_log_redaction(
+        "urllib3.connectionpool", "azure.core.pipeline.policies.http_logging_policy"
+    )
+    url = blob_url(container_sas_url, blob_name)
+    client = BlobClient.from_blob_url(
+        url, max_block_size=BLOCK_SIZE, max_single_put_size=SINGLE_PUT_SIZE
+    )
+    settings = ContentSettings(content_type=content_type) if content_type else None
+    kwargs: dict[str, Any] = {
+        "overwrite": overwrite,
+        "max_concurrency": max_concurrency,
+        "content_settings": settings,
+    }
+    if progress is not None:
+        kwargs["progress_hook"] = progress
+    try:
+        if isinstance(source, str | os.PathLike):
+            path = Path(source)
+            with path.open("rb") as stream:
+                client.upload_blob(stream, length=path.stat().st_size, **kwargs)
+        else:
+            client.upload_blob(source, length=length, **kwargs)
+    except AzureError as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        first_line = redact_text(str(message)).strip().splitlines()[0] if message else ""
+        raise BlobUploadError(
+            f"Upload of {blob_name!r} to blob storage failed: {first_line}",
+            status_code=getattr(exc, "status_code", None),
+            code=getattr(exc, "error_code", None),
+        ) from exc
+    finally:
+        client.close()
+    return url
