@@ -18,7 +18,7 @@ from amlmm_magics.api.errors import (
 )
 from amlmm_magics.api.paging import SKIP_TOKEN, ItemPager
 from amlmm_magics.api.polling import OperationPoller, retry_after_seconds
-from amlmm_magics.api.resources import Resource, normalize
+from amlmm_magics.api.resources import Resource, parse_json
 from amlmm_magics.api.transport import RetryPolicy, Transport
 
 DEFAULT_API_VERSION = "2017-09-01-preview"
@@ -120,8 +120,11 @@ class ModelManagementClient:
             )
         return url
 
+    def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+        return parse_json(self._transport.request(method, url, **kwargs).content)
+
     def _get(self, url: str, params: dict[str, Any] | None = None) -> Any:
-        return self._transport.request("GET", url, params=params).json()
+        return self._call("GET", url, params=params)
 
     def _pager(self, kind: str, collection: str, filters: dict[str, Any]) -> ItemPager:
         url = self._url(collection)
@@ -152,7 +155,7 @@ class ModelManagementClient:
 
         def get_operation() -> tuple[Any, str | None]:
             answer = self._transport.request("GET", operation_url)
-            return answer.json(), answer.headers.get("Retry-After")
+            return parse_json(answer.content), answer.headers.get("Retry-After")
 
         def get_resource(location: str) -> Any:
             return self._get(self._link(location))
@@ -200,7 +203,7 @@ class ModelManagementClient:
             name=name, url=url, mime_type=mime_type, description=description, tags=tags,
             unpack=unpack,
         )
-        return normalize(self._transport.request("POST", self._url("models"), json=body).json())
+        return self._call("POST", self._url("models"), json=body)
 
     def list_models(
         self, *, name: str | None = None, tag: str | None = None, count: int | None = None
@@ -208,7 +211,7 @@ class ModelManagementClient:
         return self._pager("model", "models", {"name": name, "tag": tag, "count": count})
 
     def get_model(self, id: str) -> Resource:
-        return normalize(self._get(self._url("models", _id(id, "model"))))
+        return self._get(self._url("models", _id(id, "model")))
 
     # -- manifests ---------------------------------------------------------------------------
     def register_manifest(
@@ -235,9 +238,7 @@ class ModelManagementClient:
             description=description,
             webservice_type=webservice_type,
         )
-        return normalize(
-            self._transport.request("POST", self._url("manifests"), json=body).json()
-        )
+        return self._call("POST", self._url("manifests"), json=body)
 
     def list_manifests(
         self,
@@ -253,7 +254,7 @@ class ModelManagementClient:
         )
 
     def get_manifest(self, id: str) -> Resource:
-        return normalize(self._get(self._url("manifests", _id(id, "manifest"))))
+        return self._get(self._url("manifests", _id(id, "manifest")))
 
     # -- images ------------------------------------------------------------------------------
     def begin_create_image(
@@ -290,7 +291,7 @@ class ModelManagementClient:
         )
 
     def get_image(self, id: str) -> Resource:
-        return normalize(self._get(self._url("images", _id(id, "image"))))
+        return self._get(self._url("images", _id(id, "image")))
 
     # -- services ----------------------------------------------------------------------------
     def begin_create_service(
@@ -350,7 +351,7 @@ class ModelManagementClient:
         )
 
     def get_service(self, id: str) -> Resource:
-        return normalize(self._get(self._url("services", _id(id, "service"))))
+        return self._get(self._url("services", _id(id, "service")))
 
     def begin_update_service(
         self,
@@ -385,7 +386,7 @@ class ModelManagementClient:
         return response.status_code != 204
 
     def get_service_keys(self, id: str) -> Resource:
-        return normalize(self._get(self._url("services", _id(id, "service"), "keys")))
+        return self._get(self._url("services", _id(id, "service"), "keys"))
 
     def regenerate_service_key(self, id: str, key_type: str) -> Resource:
         """Regenerate the ``Primary`` or ``Secondary`` key; answers both keys."""
@@ -408,17 +409,17 @@ class ModelManagementClient:
                 )
             except (ResourceNotFoundError, ServiceRequestError):
                 raise exc from None
-        return normalize(response.json())
+        return parse_json(response.content)
 
     # -- deployments & operations ------------------------------------------------------------
     def list_deployments(self, *, service_id: str | None = None) -> ItemPager:
         return self._pager("deployment", "deployments", {"serviceId": service_id})
 
     def get_deployment(self, id: str) -> Resource:
-        return normalize(self._get(self._url("deployments", _id(id, "deployment"))))
+        return self._get(self._url("deployments", _id(id, "deployment")))
 
     def get_operation(self, id: str) -> Resource:
-        return normalize(self._get(self._url("operations", _id(id, "operation"))))
+        return self._get(self._url("operations", _id(id, "operation")))
 
 
 def _lower_keys(obj: dict[str, Any]) -> dict[str, Any]:

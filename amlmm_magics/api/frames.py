@@ -7,8 +7,6 @@ from typing import Any
 
 import pandas as pd
 
-from amlmm_magics.redact import redact_text
-
 # (column, path into the resource, kind) per resource; ids, names, versions, state and
 # times first. Nested objects are flattened to dotted columns, as pandas.json_normalize does.
 _TIME, _INT, _BOOL, _URL, _TEXT, _LIST = "time", "int", "bool", "url", "text", "list"
@@ -56,7 +54,7 @@ COLUMNS: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
         ("state", ("state",), _TEXT),
         ("createdAt", ("createdAt",), _TIME),
         ("updatedAt", ("updatedAt",), _TIME),
-        ("scoringUri", ("scoringUri",), _URL),
+        ("scoringUri", ("scoringUri",), _TEXT),
         ("image.id", ("image", "id"), _TEXT),
         ("image.name", ("image", "name"), _TEXT),
         ("computeResource.id", ("computeResource", "id"), _TEXT),
@@ -101,7 +99,8 @@ def _column(values: list[Any], kind: str) -> Any:
     if kind == _BOOL:
         return pd.array(values, dtype="boolean")
     if kind == _URL:
-        return [redact_text(v) if isinstance(v, str) else v for v in values]
+        # Listings show where a blob is, not the SAS query that grants access to it.
+        return [v.partition("?")[0] if isinstance(v, str) else v for v in values]
     return values
 
 
@@ -111,10 +110,11 @@ def resources_to_frame(items: Sequence[dict[str, Any]], kind: str) -> pd.DataFra
     if spec is None:
         return pd.DataFrame([dict(i) for i in items])
     data = {}
+    get = dict.get  # unbound: several times faster than Resource.get on big listings
     for column, path, ckind in spec:
         if len(path) == 1:
             key = path[0]
-            values = [i.get(key) for i in items]
+            values = [get(i, key) for i in items]
         else:
             values = [_dig(i, path) for i in items]
         data[column] = _column(values, ckind)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from amlmm_magics.api.errors import ModelManagementError
-from amlmm_magics.api.resources import Resource, normalize
+from amlmm_magics.api.resources import Resource
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,15 +32,18 @@ class Page(list):
 
 
 def parse_page(data: Any) -> Page:
-    """A page from a Paginated*List body, or from a bare array (the deployments listing)."""
+    """A page from a Paginated*List body, or from a bare array (the deployments listing).
+
+    ``data`` comes from ``parse_json``, so its objects are Resources already.
+    """
     if isinstance(data, list):
-        return Page(normalize(data), None)
+        return Page(data, None)
     if not isinstance(data, dict):
         raise ModelManagementError(f"Unexpected listing body of type {type(data).__name__}.")
     value = data.get("value") or []
     if not isinstance(value, list):
         raise ModelManagementError("Unexpected listing body: 'value' is not an array.")
-    return Page(normalize(value), data.get("nextLink") or None)
+    return Page(value, data.get("nextLink") or None)
 
 
 class ItemPager:

@@ -11,11 +11,28 @@ from typing import Any
 
 from amlmm_magics.redact import redact_value
 
-_ALIASES = {"ID": "id", "Id": "id", "URL": "url", "Url": "url"}
+_ALIASES = {"ID": "id", "URL": "url"}
+
+
+def _hook(obj: dict[str, Any]) -> Resource:
+    """``json.loads`` object hook: every JSON object becomes a Resource as it is parsed."""
+    if "ID" in obj or "URL" in obj:
+        for alias, name in _ALIASES.items():
+            if alias in obj:
+                value = obj.pop(alias)
+                obj.setdefault(name, value)  # both spellings present: lower case wins
+    return Resource(obj)
+
+
+def parse_json(content: bytes) -> Any:
+    """Parse an answer's body into Resources (the fast path: no second walk over the data)."""
+    return json.loads(content, object_hook=_hook) if content else None
 
 
 def normalize(value: Any) -> Any:
     """Turn parsed JSON into Resources, with ``ID``/``URL`` keys renamed to lower case."""
+    if isinstance(value, Resource):
+        return value  # built by parse_json: already normalized all the way down
     if isinstance(value, dict):
         out = Resource()
         for key, item in value.items():

@@ -1,0 +1,120 @@
+"""Client overhead of paging: 10,000 models (page size 500) into a DataFrame.
+
+Serves pre-built pages from a loopback HTTP server and lists them twice, side by side:
+with ``ModelManagementClient.list_models(count=500).to_frame()`` and with a bare
+``requests`` + ``json`` loop that follows ``nextLink`` and builds ``pandas.DataFrame`` from
+the items. Prints both times and their ratio (goal: the client within 15% of the bare loop).
+
+    python bench/bench_paging.py [--items 10000] [--page 500] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pandas as pd
+import requests
+
+from amlmm_magics.api import ModelManagementClient
+
+ACCOUNT = "/api/subscriptions/s/resourceGroups/r/accounts/a"
+
+
+def build_pages(base: str, items: int, page: int) -> dict[int, bytes]:
+    pages = {}
+    for start in range(0, items, page):
+        value = [
+            {
+                "id": f"{i:032x}",
+                "name": f"model-{i % 50}",
+                "version": i // 50 + 1,
+                "createdAt": f"2026-11-{1 + i % 28:02d}T10:{i % 60:02d}:00.123456Z",
+                "mimeType": "application/octet-stream",
+                "unpack": False,
+                "tags": ["format=joblib", "python=3.11.7"],
+                "description": "Serialized with joblib from a LogisticRegression",
+                "url": f"http://127.0.0.1/amlmmlocal/models/m{i}/model.joblib?sv=1&sig=abc",
+            }
+            for i in range(start, min(start + page, items))
+        ]
+        body: dict = {"value": value}
+        if start + page < items:
+            body["nextLink"] = (
+                f"{base}{ACCOUNT}/models?api-version=2017-09-01-preview&count={page}"
+                f"&%24skipToken={start + page}"
+            )
+        pages[start] = json.dumps(body).encode()
+    return pages
+
+
+def serve(items: int, page: int) -> tuple[ThreadingHTTPServer, str]:
+    holder: dict[int, bytes] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            payload = holder[int(query.get("$skipToken", ["0"])[0])]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    holder.update(build_pages(base, items, page))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, base
+
+
+def bare_loop(session: requests.Session, base: str, page: int) -> pd.DataFrame:
+    items: list = []
+    url: str | None = f"{base}{ACCOUNT}/models?api-version=2017-09-01-preview&count={page}"
+    while url:
+        data = session.get(url, headers={"Authorization": "Bearer t"}).json()
+        items.extend(data["value"])
+        url = data.get("nextLink")
+    return pd.DataFrame(items)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--page", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+
+    server, base = serve(args.items, args.page)
+    client = ModelManagementClient(base, "s", "r", "a", "t")
+    session = requests.Session()
+    bare_times, client_times = [], []
+    for _ in range(args.rounds):  # interleaved, so both see the same machine noise
+        started = time.perf_counter()
+        frame = bare_loop(session, base, args.page)
+        bare_times.append(time.perf_counter() - started)
+        assert len(frame) == args.items
+        started = time.perf_counter()
+        frame = client.list_models(count=args.page).to_frame()
+        client_times.append(time.perf_counter() - started)
+        assert len(frame) == args.items
+    server.shutdown()
+    bare, ours = statistics.median(bare_times), statistics.median(client_times)
+    print(f"items={args.items} page={args.page} rounds={args.rounds} (medians)")
+    print(f"bare requests+json+DataFrame: {bare:.3f} s")
+    print(f"ModelManagementClient.to_frame: {ours:.3f} s")
+    print(f"ratio client/bare: {ours / bare:.3f} (goal <= 1.15)")
+
+
+if __name__ == "__main__":
+    main()
