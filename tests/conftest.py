@@ -65,3 +65,47 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+# -- the embedded backend -------------------------------------------------------------------
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="session")
+def local_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A temporary AMLMM_HOME with a running daemon, stopped (leaving nothing) at the end."""
+    from amlmm_magics.local import daemon
+    from amlmm_magics.local.home import Home
+
+    home = tmp_path_factory.mktemp("amlmm-home")
+    daemon.start(Home(home))
+    yield home
+    daemon.stop(Home(home))
+    deadline = time.monotonic() + 10
+    while processes_mentioning(str(home)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_mentioning(str(home)) == [], "processes outlived the daemon"
+
+
+@pytest.fixture(scope="session")
+def local(local_home: Path):
+    """A Connection to the session's embedded backend, through the REST client."""
+    from amlmm_magics.connection import connect_local
+
+    connection = connect_local(local_home)
+    yield connection
+    connection.client.close()

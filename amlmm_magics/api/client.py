@@ -411,6 +411,19 @@ class ModelManagementClient:
                 raise exc from None
         return parse_json(response.content)
 
+    # -- extensions of the embedded backend (not in the 2017 spec) --------------------------
+    def get_service_logs(self, id: str, tail: int = 200) -> str:
+        """The last ``tail`` lines of the service's log (embedded backend only)."""
+        response = self._transport.request(
+            "GET", self._url("services", _id(id, "service"), "logs"), params={"tail": tail})
+        return response.text
+
+    def get_collected_data(self, id: str, top: int = 1000) -> list[Resource]:
+        """Inputs and outputs recorded by data collection, oldest first (embedded backend)."""
+        data = self._get(self._url("services", _id(id, "service"), "collectedData"),
+                         {"top": top})
+        return list(data.get("value") or [])
+
     # -- deployments & operations ------------------------------------------------------------
     def list_deployments(self, *, service_id: str | None = None) -> ItemPager:
         return self._pager("deployment", "deployments", {"serviceId": service_id})

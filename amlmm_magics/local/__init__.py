@@ -1,0 +1,1 @@
+"""The embedded Model Management backend (daemon)."""

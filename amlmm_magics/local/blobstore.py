@@ -1,0 +1,1341 @@
+"""An embedded store that speaks the subset of the Azure Blob REST protocol the SDK uploads with.
+
+``BlobStore`` keeps block blobs on disk; ``create_blob_app`` serves it over HTTP for
+``azure-storage-blob``'s ``upload_blob`` and ``download_blob`` (Put Blob, Put Block, Put Block
+List, Get Blob with ranges, Get Blob Properties), authorized by service SAS tokens.
+
+On disk, under the root folder::
+
+    <container>/<key>.json               sidecar: properties, names of the files below
+    <container>/<key>.<version>.data     the committed bytes of one version
+    <container>/<key>.<version>.blocks   its committed block list (blobs made of blocks)
+    .staging/<container>/<key>/<block>   uncommitted blocks, one file each
+    .tmp/                                bodies being received, blobs being assembled
+
+``key`` is the SHA-256 of the blob name, so no name can reach outside its container folder
+whatever it contains; names are still validated so a hostile one fails loudly. A commit
+writes a new version's data file, then swaps the sidecar with ``os.replace``: a crash leaves
+either the old blob or the new one, never a mix, and readers never see a partial file.
+Bodies stream to and from disk in chunks; no blob is ever held in memory whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+from xml.sax.saxutils import escape
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from amlmm_magics.local.sas import DEFAULT_VERSION, SasError, verify_sas
+
+logger = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+CHUNK_SIZE = MiB
+DEFAULT_MAX_BLOCK_BYTES = 4000 * MiB
+DEFAULT_MAX_PUT_BYTES = 5000 * MiB
+# 50,000 entries of the longest block id fit well inside this.
+MAX_BLOCK_LIST_BYTES = 16 * MiB
+MAX_BLOCKS = 50_000
+MAX_BLOCK_ID_BYTES = 64
+MAX_BLOB_NAME = 1024
+# Azure computes a range's MD5 only for ranges up to 4 MiB.
+MAX_RANGE_MD5_BYTES = 4 * MiB
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+STAGING_DIR = ".staging"
+TEMP_DIR = ".tmp"
+_CONTAINER_RE = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_RANGE_RE = re.compile(r"bytes=(\d+)-(\d*)")
+_ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
+# Request headers asking for features this store lacks. Ignoring them would store the wrong
+# bytes (a copy source, a structured body) or drop what the caller relies on (tags, keys).
+_UNSUPPORTED_WRITE_HEADERS = (
+    "x-ms-copy-source",
+    "x-ms-structured-body",
+    "x-ms-encryption-key",
+    "x-ms-encryption-scope",
+    "x-ms-tags",
+    "x-ms-immutability-policy-until-date",
+    "x-ms-legal-hold",
+)
+# Blob properties: (field, header on writes, plain header also accepted by Put Blob,
+# header on reads).
+_SETTINGS = (
+    ("content_type", "x-ms-blob-content-type", "content-type", "content-type"),
+    ("content_encoding", "x-ms-blob-content-encoding", "content-encoding", "content-encoding"),
+    ("content_language", "x-ms-blob-content-language", "content-language", "content-language"),
+    ("content_disposition", "x-ms-blob-content-disposition", None, "content-disposition"),
+    ("cache_control", "x-ms-blob-cache-control", "cache-control", "cache-control"),
+)
+# SAS fields that override response headers of reads (Azure's rsc* parameters).
+_SAS_OVERRIDES = {
+    "rsct": "content-type",
+    "rsce": "content-encoding",
+    "rscl": "content-language",
+    "rscd": "content-disposition",
+    "rscc": "cache-control",
+}
+
+
+class BlobStoreError(Exception):
+    """A blob request failed; carries the HTTP status and Azure error code to answer with."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"BlobStoreError({self.status}, {self.code!r}, {self.message!r})"
+
+
+@dataclass(frozen=True)
+class ContentSettings:
+    """The HTTP properties stored with a blob and answered on every read."""
+
+    content_type: str = DEFAULT_CONTENT_TYPE
+    content_encoding: str | None = None
+    content_language: str | None = None
+    content_disposition: str | None = None
+    cache_control: str | None = None
+    content_md5: str | None = None  # base64, as in the Content-MD5 header
+
+
+@dataclass(frozen=True)
+class BlobProperties:
+    """One committed blob version, as recorded in its sidecar."""
+
+    container: str
+    name: str
+    size: int
+    etag: str  # quoted, as in the ETag header
+    last_modified: datetime
+    created: datetime
+    content: ContentSettings
+    metadata: dict[str, str]
+    data_file: str  # file name inside the container folder
+    blocks_file: str | None = None  # committed block list, when made of blocks
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["last_modified"] = self.last_modified.isoformat()
+        data["created"] = self.created.isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BlobProperties:
+        values = dict(data)
+        values["last_modified"] = datetime.fromisoformat(values["last_modified"])
+        values["created"] = datetime.fromisoformat(values["created"])
+        values["content"] = ContentSettings(**values["content"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """One entry of a Put Block List: where to look (``Latest``...) and the block id."""
+
+    kind: str  # "Latest", "Committed" or "Uncommitted"
+    block_id: str  # as sent (base64)
+
+
+# A check run under the store's lock just before a commit becomes visible; it raises
+# BlobStoreError to refuse (conditional headers, create-only permission).
+CommitCondition = Callable[[BlobProperties | None], None]
+
+
+def _no_condition(_current: BlobProperties | None) -> None:
+    return None
+
+
+class BodyWriter:
+    """A request body (or an assembled blob) arriving into a temp file.
+
+    A request body is hashed as it arrives (for Content-MD5); an assembled blob is not, so its
+    blocks can be copied file to file by the kernel.
+    """
+
+    def __init__(self, path: Path, *, hashed: bool = True) -> None:
+        self.path = path
+        self.size = 0
+        self._md5 = hashlib.md5() if hashed else None
+        self._file: BinaryIO = path.open("xb")
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._file.write(data)
+        if self._md5 is not None:
+            self._md5.update(data)
+        self.size += len(data)
+
+    def copy_from(self, source_fd: int, offset: int, size: int) -> None:
+        """Append ``size`` bytes of another file from ``offset``."""
+        if self._md5 is None and hasattr(os, "copy_file_range"):
+            self._file.flush()
+            done = _kernel_copy(source_fd, offset, size, self._file.fileno())
+            self.size += done
+            offset, size = offset + done, size - done
+        end = offset + size
+        while offset < end:
+            data = os.pread(source_fd, min(CHUNK_SIZE, end - offset), offset)
+            if not data:
+                raise BlobStoreError(
+                    500, "InternalError", "A stored block is shorter than recorded."
+                )
+            self.write(data)
+            offset += len(data)
+
+    def finish(self) -> None:
+        """Flush to stable storage and close."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+    @property
+    def md5(self) -> str:
+        """The base64 MD5 of everything written (hashed writers only)."""
+        if self._md5 is None:
+            raise ValueError("this writer does not hash")
+        return base64.b64encode(self._md5.digest()).decode("ascii")
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def validate_container_name(name: str) -> None:
+    """Azure's container naming rules: 3-63 of a-z 0-9 and single inner hyphens."""
+    if not _CONTAINER_RE.fullmatch(name):
+        raise BlobStoreError(
+            400,
+            "InvalidResourceName",
+            f"The container name {name[:80]!r} is not valid: use 3-63 lowercase letters, "
+            "digits and single hyphens, starting and ending with a letter or digit.",
+        )
+
+
+def validate_blob_name(name: str) -> None:
+    """Refuse names that could mean a path outside the container, or none at all.
+
+    Storage is by hash of the name, so this is defence in depth and a clear error, not the
+    only barrier.
+    """
+    problem = _blob_name_problem(name)
+    if problem:
+        raise BlobStoreError(
+            400, "InvalidResourceName", f"The blob name {name[:80]!r} is not valid: {problem}."
+        )
+
+
+def _blob_name_problem(name: str) -> str | None:
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_BLOB_NAME:
+        return f"it is longer than {MAX_BLOB_NAME} characters"
+    if _CONTROL_RE.search(name):
+        return "it contains a control character"
+    if "\\" in name:
+        return "it contains a backslash"
+    if name.startswith("/") or name.endswith("/"):
+        return "it starts or ends with '/'"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return "it has an empty, '.' or '..' path segment"
+    return None
+
+
+def decode_block_id(block_id: str) -> bytes:
+    """The bytes a block id stands for; ids are compared in this decoded form."""
+    try:
+        raw = base64.b64decode(block_id, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if not raw or len(raw) > MAX_BLOCK_ID_BYTES:
+        raise BlobStoreError(
+            400,
+            "InvalidQueryParameterValue",
+            "The block id must be base64 of 1 to 64 bytes.",
+        )
+    return raw
+
+
+def _blob_key(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()
+
+
+def _now() -> datetime:
+    # Whole seconds: HTTP dates carry no more, and conditional requests compare them.
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_json_atomic(path: Path, data: Any, temp_dir: Path) -> None:
+    temp = temp_dir / f"{uuid.uuid4().hex}.json"
+    with temp.open("x", encoding="utf-8") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def _kernel_copy(source_fd: int, offset: int, size: int, target_fd: int) -> int:
+    """Copy with copy_file_range (no trip through user space); answer the bytes copied.
+
+    Stops early at the source's end, or where the kernel cannot copy between these files
+    (the caller copies the rest by hand).
+    """
+    done = 0
+    while done < size:
+        try:
+            copied = os.copy_file_range(source_fd, target_fd, size - done, offset + done)
+        except OSError:
+            break
+        if copied == 0:
+            break
+        done += copied
+    return done
+
+
+class BlobStore:
+    """Block blobs on disk under ``root``: one folder per container."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._staging = self.root / STAGING_DIR
+        self._temp = self.root / TEMP_DIR
+        self._temp.mkdir(parents=True, exist_ok=True)
+        self._staging.mkdir(exist_ok=True)
+        # Guards sidecar swaps and the read of a sidecar together with opening its data file,
+        # so a reader never opens a version a concurrent commit has just removed.
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"BlobStore({str(self.root)!r})"
+
+    # Containers
+
+    def create_container(self, name: str) -> None:
+        """Create a container (idempotent)."""
+        validate_container_name(name)
+        (self.root / name).mkdir(exist_ok=True)
+
+    def container_exists(self, name: str) -> bool:
+        return _CONTAINER_RE.fullmatch(name) is not None and (self.root / name).is_dir()
+
+    # Committed blobs
+
+    def exists(self, container: str, blob: str) -> bool:
+        try:
+            self.properties(container, blob)
+        except BlobStoreError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def properties(self, container: str, blob: str) -> BlobProperties:
+        """The properties of a committed blob; BlobStoreError 404 when it does not exist."""
+        current = self._current(container, blob)
+        if current is None:
+            raise _blob_not_found()
+        return current
+
+    def path_of(self, container: str, blob: str) -> Path:
+        """The file holding a committed blob's bytes, to read them in place.
+
+        Valid until the blob is next overwritten (that removes the old version's file).
+        """
+        properties = self.properties(container, blob)
+        return self.root / container / properties.data_file
+
+    def open_blob(self, container: str, blob: str) -> tuple[BlobProperties, BinaryIO]:
+        """A committed blob's properties with its data file opened, consistent with each other.
+
+        The open file keeps reading this version even if the blob is overwritten meanwhile.
+        """
+        with self._lock:
+            properties = self.properties(container, blob)
+            handle = (self.root / container / properties.data_file).open("rb")
+        return properties, handle
+
+    # Writing
+
+    def new_body(self, *, hashed: bool = True) -> BodyWriter:
+        """A temp file in the store to receive a request body into."""
+        return BodyWriter(self._temp / f"{uuid.uuid4().hex}.part", hashed=hashed)
+
+    def put_blob(
+        self,
+        container: str,
+        blob: str,
+        body: BodyWriter,
+        content: ContentSettings,
+        metadata: Mapping[str, str] | None = None,
+        condition: CommitCondition = _no_condition,
+    ) -> BlobProperties:
+        """Commit a finished body as the blob's new content (Put Blob).
+
+        Uncommitted blocks of the blob are discarded, as Azure does.
+        """
+        self._check_writable(container, blob)
+        properties = self._commit(
+            container, blob, body.path, body.size, content, dict(metadata or {}), None, condition
+        )
+        self._discard_staged(container, blob)
+        return properties
+
+    def stage_block(self, container: str, blob: str, block_id: str, body: BodyWriter) -> None:
+        """Keep a finished body as an uncommitted block of the blob (Put Block)."""
+        self._check_writable(container, blob)
+        raw_id = decode_block_id(block_id)
+        folder = self._staging_folder(container, blob)
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(body.path, folder / raw_id.hex())
+
+    def commit_block_list(
+        self,
+        container: str,
+        blob: str,
+        blocks: list[BlockRef],
+        content: ContentSettings,
+        metadata: Mapping[str, str] | None = None,
+        condition: CommitCondition = _no_condition,
+    ) -> BlobProperties:
+        """Assemble the listed blocks into the blob's new content (Put Block List)."""
+        self._check_writable(container, blob)
+        if len(blocks) > MAX_BLOCKS:
+            raise BlobStoreError(
+                400, "InvalidBlockList", f"A block list holds at most {MAX_BLOCKS} blocks."
+            )
+        # The current version's block list and data are taken together under the lock, so a
+        # concurrent commit cannot remove them in between; the open file stays readable after.
+        with self._lock:
+            current = self._current(container, blob)
+            committed = self._committed_blocks(container, current)
+            old_data = (self.root / container / current.data_file).open("rb") if current else None
+        try:
+            pieces = self._resolve_blocks(container, blob, blocks, committed)
+            assembled, block_list = self._assemble(pieces, old_data)
+        finally:
+            if old_data is not None:
+                old_data.close()
+        try:
+            properties = self._commit(
+                container,
+                blob,
+                assembled.path,
+                assembled.size,
+                content,
+                dict(metadata or {}),
+                block_list,
+                condition,
+            )
+        except BaseException:
+            assembled.path.unlink(missing_ok=True)
+            raise
+        self._discard_staged(container, blob)
+        return properties
+
+    def sweep(self, max_age_seconds: float = 7 * 24 * 3600) -> None:
+        """Remove leftovers older than ``max_age_seconds``: temp files of interrupted requests,
+        blocks never committed (Azure drops them after a week), versions a crash orphaned.
+
+        For the daemon to call when nothing is in flight, e.g. at start.
+        """
+        cutoff = time.time() - max_age_seconds
+        for path in self._temp.iterdir():
+            if _older_than(path, cutoff):
+                path.unlink(missing_ok=True)
+        for folder in self._staging.glob("*/*"):
+            if _older_than(folder, cutoff):
+                shutil.rmtree(folder, ignore_errors=True)
+        for container in self.root.iterdir():
+            if container.is_dir() and _CONTAINER_RE.fullmatch(container.name):
+                self._sweep_orphans(container, cutoff)
+
+    # Internals
+
+    def _container_dir(self, container: str) -> Path:
+        if not self.container_exists(container):
+            raise BlobStoreError(
+                404, "ContainerNotFound", "The specified container does not exist."
+            )
+        return self.root / container
+
+    def _check_writable(self, container: str, blob: str) -> None:
+        validate_blob_name(blob)
+        self._container_dir(container)
+
+    def _sidecar(self, container: str, blob: str) -> Path:
+        validate_blob_name(blob)
+        return self._container_dir(container) / f"{_blob_key(blob)}.json"
+
+    def _staging_folder(self, container: str, blob: str) -> Path:
+        return self._staging / container / _blob_key(blob)
+
+    def _current(self, container: str, blob: str) -> BlobProperties | None:
+        try:
+            with self._sidecar(container, blob).open(encoding="utf-8") as handle:
+                return BlobProperties.from_json(json.load(handle))
+        except FileNotFoundError:
+            return None
+
+    def _committed_blocks(
+        self, container: str, current: BlobProperties | None
+    ) -> dict[str, tuple[int, int]]:
+        """Block id (hex) -> (offset, size) in the current version's data file."""
+        if current is None or current.blocks_file is None:
+            return {}
+        with (self.root / container / current.blocks_file).open(encoding="utf-8") as handle:
+            entries = json.load(handle)
+        offsets: dict[str, tuple[int, int]] = {}
+        offset = 0
+        for hex_id, size in entries:
+            offsets.setdefault(hex_id, (offset, size))
+            offset += size
+        return offsets
+
+    def _resolve_blocks(
+        self,
+        container: str,
+        blob: str,
+        blocks: list[BlockRef],
+        committed: dict[str, tuple[int, int]],
+    ) -> list[tuple[str, Path | tuple[int, int]]]:
+        """Each listed block as (hex id, staged file or (offset, size) in the old data)."""
+        folder = self._staging_folder(container, blob)
+        pieces: list[tuple[str, Path | tuple[int, int]]] = []
+        for ref in blocks:
+            hex_id = decode_block_id(ref.block_id).hex()
+            staged = folder / hex_id
+            if ref.kind in ("Latest", "Uncommitted") and staged.is_file():
+                pieces.append((hex_id, staged))
+            elif ref.kind in ("Latest", "Committed") and hex_id in committed:
+                pieces.append((hex_id, committed[hex_id]))
+            else:
+                raise BlobStoreError(
+                    400,
+                    "InvalidBlockList",
+                    f"The block list names a block that does not exist: {ref.block_id[:80]}"
+                    f" ({ref.kind}).",
+                )
+        return pieces
+
+    def _assemble(
+        self, pieces: list[tuple[str, Path | tuple[int, int]]], old_data: BinaryIO | None
+    ) -> tuple[BodyWriter, list[tuple[str, int]]]:
+        target = self.new_body(hashed=False)
+        block_list: list[tuple[str, int]] = []
+        try:
+            for hex_id, where in pieces:
+                block_list.append((hex_id, self._append_piece(where, old_data, target)))
+            target.finish()
+        except FileNotFoundError:
+            # A concurrent commit of the same blob took the staged blocks first.
+            target.discard()
+            raise BlobStoreError(
+                400, "InvalidBlockList", "The staged blocks were committed by another request."
+            ) from None
+        except BaseException:
+            target.discard()
+            raise
+        return target, block_list
+
+    @staticmethod
+    def _append_piece(
+        where: Path | tuple[int, int], old_data: BinaryIO | None, target: BodyWriter
+    ) -> int:
+        if isinstance(where, Path):
+            with where.open("rb") as block:
+                size = os.fstat(block.fileno()).st_size
+                target.copy_from(block.fileno(), 0, size)
+            return size
+        offset, size = where
+        if old_data is None:  # committed offsets only come from an existing version
+            raise BlobStoreError(500, "InternalError", "Committed block without committed data.")
+        target.copy_from(old_data.fileno(), offset, size)
+        return size
+
+    def _commit(
+        self,
+        container: str,
+        blob: str,
+        data_path: Path,
+        size: int,
+        content: ContentSettings,
+        metadata: dict[str, str],
+        block_list: list[tuple[str, int]] | None,
+        condition: CommitCondition,
+    ) -> BlobProperties:
+        folder = self._container_dir(container)
+        key = _blob_key(blob)
+        version = secrets.token_hex(8).upper()
+        data_file = f"{key}.{version}.data"
+        blocks_file = f"{key}.{version}.blocks" if block_list is not None else None
+        # The new version's files get unique names first; nothing refers to them until the
+        # sidecar swap below, which is the single atomic commit point.
+        os.replace(data_path, folder / data_file)
+        if blocks_file is not None:
+            _write_json_atomic(folder / blocks_file, block_list, self._temp)
+        try:
+            with self._lock:
+                current = self._current(container, blob)
+                condition(current)
+                now = _now()
+                properties = BlobProperties(
+                    container=container,
+                    name=blob,
+                    size=size,
+                    etag=f'"0x{version}"',
+                    last_modified=now,
+                    created=current.created if current else now,
+                    content=content,
+                    metadata=metadata,
+                    data_file=data_file,
+                    blocks_file=blocks_file,
+                )
+                _write_json_atomic(folder / f"{key}.json", properties.to_json(), self._temp)
+        except BaseException:
+            self._remove_version_files(folder, data_file, blocks_file)
+            raise
+        _fsync_dir(folder)
+        if current is not None:
+            self._remove_version_files(folder, current.data_file, current.blocks_file)
+        return properties
+
+    @staticmethod
+    def _remove_version_files(folder: Path, data_file: str, blocks_file: str | None) -> None:
+        (folder / data_file).unlink(missing_ok=True)
+        if blocks_file is not None:
+            (folder / blocks_file).unlink(missing_ok=True)
+
+    def _discard_staged(self, container: str, blob: str) -> None:
+        shutil.rmtree(self._staging_folder(container, blob), ignore_errors=True)
+
+    def _sweep_orphans(self, folder: Path, cutoff: float) -> None:
+        referenced: set[str] = set()
+        for sidecar in folder.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                data = json.loads(sidecar.read_text(encoding="utf-8"))
+                referenced.update(name for name in (data["data_file"], data["blocks_file"]) if name)
+        for path in folder.iterdir():
+            if (
+                path.suffix in (".data", ".blocks")
+                and path.name not in referenced
+                and _older_than(path, cutoff)
+            ):
+                path.unlink(missing_ok=True)
+
+
+def _older_than(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime < cutoff
+    except FileNotFoundError:  # removed meanwhile: nothing to sweep
+        return False
+
+
+def _blob_not_found() -> BlobStoreError:
+    return BlobStoreError(404, "BlobNotFound", "The specified blob does not exist.")
+
+
+# ----------------------------------------------------------------------------------------
+# HTTP: the Azure Blob REST subset
+
+
+def http_date(moment: datetime) -> str:
+    """RFC 1123 date, as in Last-Modified."""
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+def _error_body(code: str, message: str, request_id: str) -> bytes:
+    time_text = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    detail = f"{message}\nRequestId:{request_id}\nTime:{time_text}"
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f"<Error><Code>{escape(code)}</Code><Message>{escape(detail)}</Message></Error>"
+    ).encode()
+
+
+@dataclass
+class _Call:
+    """What every answer to one request needs to echo."""
+
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    version: str = DEFAULT_VERSION
+    client_request_id: str | None = None
+
+    @classmethod
+    def of(cls, request: Request) -> _Call:
+        version = request.headers.get("x-ms-version") or request.query_params.get("sv")
+        return cls(
+            version=version or DEFAULT_VERSION,
+            client_request_id=request.headers.get("x-ms-client-request-id"),
+        )
+
+    def headers(self) -> dict[str, str]:
+        # Date comes from the server (uvicorn adds it); adding it here would duplicate it.
+        headers = {"x-ms-request-id": self.request_id, "x-ms-version": self.version}
+        if self.client_request_id:
+            headers["x-ms-client-request-id"] = self.client_request_id
+        return headers
+
+
+def _error_response(exc: BlobStoreError | SasError, call: _Call, head: bool) -> Response:
+    headers = call.headers() | {"x-ms-error-code": exc.code}
+    if head or exc.status == 304:
+        return Response(status_code=exc.status, headers=headers)
+    return Response(
+        _error_body(exc.code, exc.message, call.request_id),
+        status_code=exc.status,
+        headers=headers,
+        media_type="application/xml",
+    )
+
+
+def _declared_length(request: Request, limit: int) -> int:
+    """The body size the client announced, refusing what cannot or must not be received."""
+    text = request.headers.get("content-length")
+    if text is None:
+        raise BlobStoreError(
+            411, "MissingContentLengthHeader", "The Content-Length header is required."
+        )
+    if not text.isdigit():
+        raise BlobStoreError(400, "InvalidHeaderValue", "The Content-Length header is invalid.")
+    length = int(text)
+    if length > limit:
+        raise BlobStoreError(
+            413,
+            "RequestBodyTooLarge",
+            f"The request body is too large: {length} bytes, at most {limit} are accepted.",
+        )
+    return length
+
+
+async def _receive_body(
+    request: Request, store: BlobStore, expected: int
+) -> tuple[BodyWriter, str]:
+    """Stream the request body into a temp file; answer it with the body's base64 MD5.
+
+    Chunks are gathered up to CHUNK_SIZE and written from a worker thread, so memory per
+    request stays around one chunk whatever the body size.
+    """
+    body = store.new_body()
+    try:
+        buffer = bytearray()
+        async for chunk in request.stream():
+            if body.size + len(buffer) + len(chunk) > expected:
+                raise _length_mismatch()
+            buffer += chunk
+            if len(buffer) >= CHUNK_SIZE:
+                await run_in_threadpool(body.write, buffer)
+                buffer = bytearray()
+        if buffer:
+            await run_in_threadpool(body.write, buffer)
+        if body.size != expected:
+            raise _length_mismatch()
+        await run_in_threadpool(body.finish)
+        md5 = body.md5
+    except BaseException:
+        body.discard()
+        raise
+    _check_md5(request, md5, body)
+    return body, md5
+
+
+def _length_mismatch() -> BlobStoreError:
+    return BlobStoreError(
+        400, "InvalidHeaderValue", "The body does not have the length Content-Length announced."
+    )
+
+
+def _check_md5(request: Request, md5: str, body: BodyWriter | None = None) -> None:
+    claimed = request.headers.get("content-md5")
+    if claimed is not None and claimed != md5:
+        if body is not None:
+            body.path.unlink(missing_ok=True)
+        raise BlobStoreError(
+            400, "Md5Mismatch", "The MD5 value specified in the request did not match the body."
+        )
+
+
+def _content_settings(request: Request, plain_headers: bool) -> ContentSettings:
+    """Blob properties from x-ms-blob-* headers (and, for Put Blob, their plain forms)."""
+    headers = request.headers
+    values: dict[str, str] = {}
+    for name, blob_header, plain_header, _ in _SETTINGS:
+        value = headers.get(blob_header)
+        if value is None and plain_headers and plain_header is not None:
+            value = headers.get(plain_header)
+        if value:
+            values[name] = value
+    md5 = headers.get("x-ms-blob-content-md5")
+    if md5 is not None:
+        if not _is_md5(md5):
+            raise BlobStoreError(
+                400, "InvalidHeaderValue", "x-ms-blob-content-md5 is not a base64 MD5."
+            )
+        values["content_md5"] = md5
+    return ContentSettings(**values)
+
+
+def _is_md5(text: str) -> bool:
+    try:
+        return len(base64.b64decode(text, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _metadata(request: Request) -> dict[str, str]:
+    prefix = "x-ms-meta-"
+    return {
+        name[len(prefix) :]: value
+        for name, value in request.headers.items()
+        if name.startswith(prefix) and len(name) > len(prefix)
+    }
+
+
+def _check_write_headers(request: Request) -> None:
+    for name in _UNSUPPORTED_WRITE_HEADERS:
+        if name in request.headers:
+            raise BlobStoreError(
+                400, "UnsupportedHeader", f"The header {name} is not supported by this store."
+            )
+    if "x-ms-lease-id" in request.headers:
+        raise BlobStoreError(
+            412,
+            "LeaseNotPresentWithBlobOperation",
+            "There is currently no lease on the blob.",
+        )
+
+
+def _etags(header: str) -> list[str]:
+    """The entity tags of an If-Match / If-None-Match header, normalized to quoted form."""
+    tags = []
+    for item in header.split(","):
+        tag = item.strip().removeprefix("W/")
+        if tag and tag != "*" and not tag.startswith('"'):
+            tag = f'"{tag}"'
+        if tag:
+            tags.append(tag)
+    return tags
+
+
+def _matches(header: str, current: BlobProperties | None) -> bool:
+    tags = _etags(header)
+    return current is not None and ("*" in tags or current.etag in tags)
+
+
+def _header_date(request: Request, name: str) -> datetime | None:
+    text = request.headers.get(name)
+    if not text:
+        return None
+    try:
+        return parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        # RFC 9110: a conditional header with an invalid date is ignored.
+        return None
+
+
+def _condition_failed() -> BlobStoreError:
+    return BlobStoreError(
+        412,
+        "ConditionNotMet",
+        "The condition specified using HTTP conditional header(s) is not met.",
+    )
+
+
+def _write_condition(request: Request, create_only: bool) -> CommitCondition:
+    """The checks a write's conditional headers (and a create-only SAS) ask for."""
+    if_match = request.headers.get("if-match")
+    if_none_match = request.headers.get("if-none-match")
+    modified_since = _header_date(request, "if-modified-since")
+    unmodified_since = _header_date(request, "if-unmodified-since")
+
+    def check(current: BlobProperties | None) -> None:
+        if create_only and current is not None:
+            raise BlobStoreError(
+                403,
+                "AuthorizationPermissionMismatch",
+                "The SAS only allows creating new blobs (c) and this blob exists.",
+            )
+        if if_none_match is not None and current is not None:
+            if if_none_match.strip() == "*":
+                raise BlobStoreError(409, "BlobAlreadyExists", "The specified blob already exists.")
+            if _matches(if_none_match, current):
+                raise _condition_failed()
+        if if_match is not None and not _matches(if_match, current):
+            raise _condition_failed()
+        if current is not None:
+            if modified_since is not None and current.last_modified <= modified_since:
+                raise _condition_failed()
+            if unmodified_since is not None and current.last_modified > unmodified_since:
+                raise _condition_failed()
+
+    return check
+
+
+def _read_condition(request: Request, current: BlobProperties) -> None:
+    """Conditional headers of a read: 412 for the If-Match family, 304 for If-None-Match."""
+    if_match = request.headers.get("if-match")
+    if if_match is not None and not _matches(if_match, current):
+        raise _condition_failed()
+    unmodified_since = _header_date(request, "if-unmodified-since")
+    if unmodified_since is not None and current.last_modified > unmodified_since:
+        raise _condition_failed()
+    if_none_match = request.headers.get("if-none-match")
+    modified_since = _header_date(request, "if-modified-since")
+    if (if_none_match is not None and _matches(if_none_match, current)) or (
+        modified_since is not None and current.last_modified <= modified_since
+    ):
+        raise BlobStoreError(304, "ConditionNotMet", "Not modified.")
+
+
+def _requested_range(request: Request, size: int) -> tuple[int, int] | None:
+    """The inclusive byte range asked for (x-ms-range wins over Range), clamped to the blob."""
+    text = request.headers.get("x-ms-range") or request.headers.get("range")
+    if not text:
+        return None
+    match = _RANGE_RE.fullmatch(text.strip())
+    if match is None:
+        raise BlobStoreError(
+            400,
+            "InvalidHeaderValue",
+            "The range must be 'bytes=start-end' or 'bytes=start-' (one range).",
+        )
+    start = int(match.group(1))
+    end = int(match.group(2)) if match.group(2) else size - 1
+    if start >= size or end < start:
+        raise BlobStoreError(416, "InvalidRange", "The range specified is invalid for the blob.")
+    return start, min(end, size - 1)
+
+
+def _range_md5(handle: BinaryIO, start: int, length: int) -> str:
+    digest = hashlib.md5()
+    offset, end = start, start + length
+    while offset < end:
+        data = os.pread(handle.fileno(), min(CHUNK_SIZE, end - offset), offset)
+        if not data:
+            break
+        digest.update(data)
+        offset += len(data)
+    return base64.b64encode(digest.digest()).decode("ascii")
+
+
+async def _file_chunks(handle: BinaryIO, start: int, length: int) -> AsyncIterator[bytes]:
+    """The bytes of ``handle`` from ``start``, CHUNK_SIZE at a time, then close it."""
+    try:
+        offset, end = start, start + length
+        while offset < end:
+            data = await run_in_threadpool(
+                os.pread, handle.fileno(), min(CHUNK_SIZE, end - offset), offset
+            )
+            if not data:
+                break
+            yield data
+            offset += len(data)
+    finally:
+        handle.close()
+
+
+def _property_headers(properties: BlobProperties, overrides: Mapping[str, str]) -> dict[str, str]:
+    content = properties.content
+    headers = {
+        "etag": properties.etag,
+        "last-modified": http_date(properties.last_modified),
+        "x-ms-creation-time": http_date(properties.created),
+        "x-ms-blob-type": "BlockBlob",
+        "accept-ranges": "bytes",
+        "x-ms-lease-state": "available",
+        "x-ms-lease-status": "unlocked",
+        # Stored as plain files: say so rather than claim encryption at rest.
+        "x-ms-server-encrypted": "false",
+    }
+    for name, _, _, response_header in _SETTINGS:
+        value = getattr(content, name)
+        if value:
+            headers[response_header] = value
+    for name, value in properties.metadata.items():
+        headers[f"x-ms-meta-{name}"] = value
+    for sas_field, header in _SAS_OVERRIDES.items():
+        value = overrides.get(sas_field)
+        if value:
+            headers[header] = _latin1(value, sas_field)
+    return headers
+
+
+def _latin1(value: str, name: str) -> str:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise BlobStoreError(
+            400, "InvalidQueryParameterValue", f"{name} cannot be sent as a header value."
+        ) from None
+    return value
+
+
+class _BlobService:
+    """The request handlers. Holds the account key: keep it out of reprs and logs."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        account: str,
+        account_key: bytes,
+        max_block_bytes: int,
+        max_put_bytes: int,
+    ) -> None:
+        self.store = store
+        self.account = account
+        self._account_key = account_key
+        self.max_block_bytes = max_block_bytes
+        self.max_put_bytes = max_put_bytes
+
+    def __repr__(self) -> str:
+        return f"_BlobService(account={self.account!r}, store={self.store!r})"
+
+    async def blob_endpoint(self, request: Request) -> Response:
+        call = _Call.of(request)
+        head = request.method == "HEAD"
+        try:
+            response = await self._dispatch(request, call)
+        except (BlobStoreError, SasError) as exc:
+            response = _error_response(exc, call, head)
+        except ClientDisconnect:
+            # Nobody is left to read an answer; the temp file is already gone.
+            response = Response(status_code=400, headers=call.headers())
+        except Exception:
+            # The path only: the query string carries the SAS signature.
+            logger.exception("Blob request failed: %s %s", request.method, request.url.path)
+            error = BlobStoreError(
+                500, "InternalError", "The server encountered an internal error."
+            )
+            response = _error_response(error, call, head)
+        return response
+
+    async def not_a_blob(self, request: Request) -> Response:
+        error = BlobStoreError(
+            400,
+            "InvalidUri",
+            "This store serves blob requests only (/{account}/{container}/{blob}); "
+            "container and account operations are not supported.",
+        )
+        return _error_response(error, _Call.of(request), request.method == "HEAD")
+
+    async def _dispatch(self, request: Request, call: _Call) -> Response:
+        container = request.path_params["container"]
+        blob = request.path_params["blob"]
+        if not blob:  # "/{container}/": a container request
+            return await self.not_a_blob(request)
+        validate_container_name(container)
+        validate_blob_name(blob)
+        if request.method in ("GET", "HEAD"):
+            return await self._read(request, call, container, blob)
+        if request.method != "PUT":
+            raise BlobStoreError(
+                405, "UnsupportedHttpVerb", f"{request.method} is not supported on blobs here."
+            )
+        comp = request.query_params.get("comp")
+        if comp is None:
+            return await self._put_blob(request, call, container, blob)
+        if comp == "block":
+            return await self._put_block(request, call, container, blob)
+        if comp == "blocklist":
+            return await self._put_block_list(request, call, container, blob)
+        raise BlobStoreError(
+            400, "InvalidQueryParameterValue", f"comp={comp[:40]} is not supported on blobs here."
+        )
+
+    def _authorize(self, request: Request, container: str, blob: str, required: str) -> str:
+        """Check the SAS; answer the permissions it grants."""
+        verify_sas(
+            self._account_key,
+            self.account,
+            container,
+            blob,
+            request.query_params,
+            required,
+            client_ip=request.client.host if request.client else None,
+            scheme=request.url.scheme,
+        )
+        return request.query_params.get("sp", "")
+
+    def _require_container(self, container: str) -> None:
+        if not self.store.container_exists(container):
+            raise BlobStoreError(
+                404, "ContainerNotFound", "The specified container does not exist."
+            )
+
+    # Writes
+
+    def _prepare_write(self, request: Request, container: str, blob: str) -> bool:
+        """Authorize a write and check its headers; answer whether it may only create."""
+        granted = self._authorize(request, container, blob, "wc")
+        self._require_container(container)
+        _check_write_headers(request)
+        return "w" not in granted
+
+    async def _put_blob(self, request: Request, call: _Call, container: str, blob: str) -> Response:
+        create_only = self._prepare_write(request, container, blob)
+        blob_type = request.headers.get("x-ms-blob-type")
+        if blob_type is None:
+            raise BlobStoreError(400, "MissingRequiredHeader", "x-ms-blob-type is required.")
+        if blob_type != "BlockBlob":
+            raise BlobStoreError(
+                400, "InvalidHeaderValue", f"Only BlockBlob is supported, not {blob_type[:40]}."
+            )
+        length = _declared_length(request, self.max_put_bytes)
+        content = _content_settings(request, plain_headers=True)
+        condition = _write_condition(request, create_only)
+        # Fail before receiving what may be gigabytes; checked again at the commit.
+        await run_in_threadpool(condition, self._current_or_none(container, blob))
+        body, md5 = await _receive_body(request, self.store, length)
+        if content.content_md5 is None:
+            content = replace(content, content_md5=md5)
+        try:
+            properties = await run_in_threadpool(
+                self.store.put_blob, container, blob, body, content, _metadata(request), condition
+            )
+        except BaseException:
+            body.path.unlink(missing_ok=True)
+            raise
+        return _created(call, properties, md5)
+
+    async def _put_block(
+        self, request: Request, call: _Call, container: str, blob: str
+    ) -> Response:
+        self._prepare_write(request, container, blob)
+        block_id = request.query_params.get("blockid")
+        if not block_id:
+            raise BlobStoreError(
+                400, "MissingRequiredQueryParameter", "The blockid query parameter is required."
+            )
+        decode_block_id(block_id)
+        length = _declared_length(request, self.max_block_bytes)
+        body, md5 = await _receive_body(request, self.store, length)
+        try:
+            await run_in_threadpool(self.store.stage_block, container, blob, block_id, body)
+        except BaseException:
+            body.path.unlink(missing_ok=True)
+            raise
+        return _created(call, None, md5)
+
+    async def _put_block_list(
+        self, request: Request, call: _Call, container: str, blob: str
+    ) -> Response:
+        create_only = self._prepare_write(request, container, blob)
+        _declared_length(request, MAX_BLOCK_LIST_BYTES)
+        payload = await request.body()  # bounded by the check above
+        md5 = base64.b64encode(hashlib.md5(payload).digest()).decode("ascii")
+        _check_md5(request, md5)
+        blocks = parse_block_list(payload)
+        condition = _write_condition(request, create_only)
+        await run_in_threadpool(condition, self._current_or_none(container, blob))
+        properties = await run_in_threadpool(
+            self.store.commit_block_list,
+            container,
+            blob,
+            blocks,
+            _content_settings(request, plain_headers=False),
+            _metadata(request),
+            condition,
+        )
+        return _created(call, properties, md5)
+
+    def _current_or_none(self, container: str, blob: str) -> BlobProperties | None:
+        try:
+            return self.store.properties(container, blob)
+        except BlobStoreError as exc:
+            if exc.code == "BlobNotFound":
+                return None
+            raise
+
+    # Reads
+
+    async def _read(self, request: Request, call: _Call, container: str, blob: str) -> Response:
+        if "snapshot" in request.query_params or "versionid" in request.query_params:
+            raise BlobStoreError(
+                400, "UnsupportedQueryParameter", "Snapshots and versions are not supported here."
+            )
+        comp = request.query_params.get("comp")
+        if comp is not None:
+            raise BlobStoreError(
+                400, "InvalidQueryParameterValue", f"comp={comp[:40]} is not supported here."
+            )
+        self._authorize(request, container, blob, "r")
+        self._require_container(container)
+        properties, handle = await run_in_threadpool(self.store.open_blob, container, blob)
+        try:
+            return self._read_response(request, call, properties, handle)
+        except BaseException:
+            handle.close()
+            raise
+
+    def _read_response(
+        self, request: Request, call: _Call, properties: BlobProperties, handle: BinaryIO
+    ) -> Response:
+        headers = call.headers() | _property_headers(properties, request.query_params)
+        try:
+            _read_condition(request, properties)
+        except BlobStoreError as exc:
+            if exc.status != 304:
+                raise
+            handle.close()
+            return Response(
+                status_code=304,
+                headers=call.headers()
+                | {
+                    "etag": properties.etag,
+                    "last-modified": http_date(properties.last_modified),
+                },
+            )
+        md5 = properties.content.content_md5
+        if request.method == "HEAD":
+            handle.close()
+            if md5:
+                headers["content-md5"] = md5
+            headers["content-length"] = str(properties.size)
+            return Response(status_code=200, headers=headers)
+        byte_range = _requested_range(request, properties.size)
+        want_range_md5 = request.headers.get("x-ms-range-get-content-md5", "").lower() == "true"
+        if byte_range is None:
+            if want_range_md5:
+                raise BlobStoreError(
+                    400, "InvalidHeaderValue", "x-ms-range-get-content-md5 needs a range."
+                )
+            start, length, status = 0, properties.size, 200
+            if md5:
+                headers["content-md5"] = md5
+        else:
+            start, end = byte_range
+            length, status = end - start + 1, 206
+            headers["content-range"] = f"bytes {start}-{end}/{properties.size}"
+            if md5:
+                headers["x-ms-blob-content-md5"] = md5
+            if want_range_md5:
+                if length > MAX_RANGE_MD5_BYTES:
+                    raise BlobStoreError(
+                        400,
+                        "InvalidHeaderValue",
+                        "x-ms-range-get-content-md5 is only served for ranges up to 4 MiB.",
+                    )
+                headers["content-md5"] = _range_md5(handle, start, length)
+        headers["content-length"] = str(length)
+        return StreamingResponse(
+            _file_chunks(handle, start, length), status_code=status, headers=headers
+        )
+
+
+def _created(call: _Call, properties: BlobProperties | None, md5: str) -> Response:
+    headers = call.headers() | {
+        "content-md5": md5,
+        # Stored as plain files: say so rather than claim encryption at rest.
+        "x-ms-request-server-encrypted": "false",
+    }
+    if properties is not None:
+        headers["etag"] = properties.etag
+        headers["last-modified"] = http_date(properties.last_modified)
+    return Response(status_code=201, headers=headers)
+
+
+def parse_block_list(payload: bytes) -> list[BlockRef]:
+    """The entries of a Put Block List body, in order."""
+    # No document type declarations: they are the door to entity-expansion attacks.
+    if b"<!DOCTYPE" in payload or b"<!ENTITY" in payload:
+        raise BlobStoreError(400, "InvalidXmlDocument", "DTDs are not allowed in a block list.")
+    try:
+        root = ET.fromstring(payload)
+    except ET.ParseError:
+        raise BlobStoreError(400, "InvalidXmlDocument", "The block list is not XML.") from None
+    if root.tag != "BlockList":
+        raise BlobStoreError(400, "InvalidXmlDocument", "The root element must be BlockList.")
+    blocks = []
+    for element in root:
+        if element.tag not in ("Latest", "Committed", "Uncommitted"):
+            raise BlobStoreError(
+                400, "InvalidXmlNodeValue", f"Unexpected element {element.tag[:40]} in BlockList."
+            )
+        block_id = (element.text or "").strip()
+        try:
+            decode_block_id(block_id)
+        except BlobStoreError:
+            raise BlobStoreError(
+                400,
+                "InvalidBlockId",
+                f"The block id {block_id[:80]!r} is not base64 of 1-64 bytes.",
+            ) from None
+        blocks.append(BlockRef(element.tag, block_id))
+    if len(blocks) > MAX_BLOCKS:
+        raise BlobStoreError(
+            400, "InvalidBlockList", f"A block list holds at most {MAX_BLOCKS} blocks."
+        )
+    return blocks
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (no route, other methods) in Azure's XML shape."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    code = {404: "InvalidUri", 405: "UnsupportedHttpVerb"}.get(status, "InternalError")
+    error = BlobStoreError(status, code, "The request is not supported by this blob store.")
+    return _error_response(error, _Call.of(request), request.method == "HEAD")
+
+
+def create_blob_app(
+    store: BlobStore,
+    account: str,
+    account_key: bytes,
+    *,
+    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
+    max_put_bytes: int = DEFAULT_MAX_PUT_BYTES,
+) -> Starlette:
+    """The blob service as an ASGI app, to mount at ``/{account}``.
+
+    URLs are then path-style like Azurite's: ``http://127.0.0.1:PORT/{account}/{c}/{blob}``.
+    ``max_block_bytes`` and ``max_put_bytes`` bound one Put Block and one Put Blob body.
+    """
+    service = _BlobService(store, account, account_key, max_block_bytes, max_put_bytes)
+    routes = [
+        Route("/{container}/{blob:path}", service.blob_endpoint, methods=_ALL_METHODS),
+        Route("/{container}", service.not_a_blob, methods=_ALL_METHODS),
+        Route("/", service.not_a_blob, methods=_ALL_METHODS),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    # /{container}/ must reach the handler (as a container request), not be redirected.
+    app.router.redirect_slashes = False
+    return app
