@@ -258,7 +258,7 @@ def create_app(backend: Backend, token: str, account_key: bytes) -> FastAPI:
                                account: AccountDep) -> JSONResponse:
         return JSONResponse(backend.regenerate_keys(account, id, body.keyType))
 
-    @api.get("/services/{id}/logs", tags=["Extensions"], response_class=PlainTextResponse,
+    @api.get("/services/{id}/logs", tags=["Extensions"],
              summary="The service's log (its scoring processes' output)", description=EXTENSION,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     def service_logs(id: Id, account: AccountDep,
@@ -294,7 +294,26 @@ def create_app(backend: Backend, token: str, account_key: bytes) -> FastAPI:
         return {"status": "ok", "version": __version__, "pid": os.getpid()}
 
     app.mount(f"/{BLOB_ACCOUNT}", create_blob_app(backend.blobs.store, BLOB_ACCOUNT, account_key))
+    app.openapi = lambda: _published(app)  # type: ignore[method-assign]
     return app
+
+
+def _published(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, without the 422 answers FastAPI documents but this API never
+    gives (its validation failures are 400 ErrorResponses)."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                          routes=app.routes)
+        for path in doc.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        schemas_ = doc.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas_.pop(unused, None)
+        app.openapi_schema = doc
+    return app.openapi_schema
 
 
 def _install_error_handlers(app: FastAPI) -> None:

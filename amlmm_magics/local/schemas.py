@@ -398,7 +398,10 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, list[
     """One readable line (the first problem) and a detail per problem, from pydantic errors."""
     details = []
     for error in errors:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        loc = list(error.get("loc", ()))
+        if loc and loc[0] in ("body", "query", "path", "header"):
+            loc = loc[1:]  # where in the request is clear from the name itself
+        where = ".".join(str(p) for p in loc)
         kind = error.get("type", "")
         message = error.get("msg", "invalid")
         if kind == "extra_forbidden":
@@ -411,7 +414,8 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, list[
         message = message.removeprefix("Value error, ")
         message = message[:1].lower() + message[1:]
         if where and where != "body":
-            message = f"{where} {message}" if message.startswith("is ") else f"{where}: {message}"
+            joined = message.startswith(("is ", "has "))
+            message = f"{where} {message}" if joined else f"{where}: {message}"
         details.append({"code": _code_of(kind), "message": message})
     first = details[0]["message"] if details else "The request is not valid."
     more = f" (and {len(details) - 1} more problem(s))" if len(details) > 1 else ""

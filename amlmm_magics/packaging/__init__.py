@@ -9,6 +9,7 @@ from amlmm_magics.packaging.driver import (
     driver_from_cell,
     driver_from_functions,
 )
+from amlmm_magics.packaging.dryrun import DryRunReport, LocalModel, dry_run
 from amlmm_magics.packaging.errors import PackagingError
 from amlmm_magics.packaging.models import (
     ModelArtifact,
@@ -27,9 +28,12 @@ from amlmm_magics.packaging.requirements import (
     resolve_requirements,
     write_requirements,
 )
+from amlmm_magics.packaging.schema import schema_from_sample, write_schema
 
 __all__ = [
     "DriverProgram",
+    "DryRunReport",
+    "LocalModel",
     "ModelArtifact",
     "ModelBinding",
     "PackagingError",
@@ -39,12 +43,15 @@ __all__ = [
     "conda_environment",
     "driver_from_cell",
     "driver_from_functions",
+    "dry_run",
     "infer_requirements",
     "loader_name",
     "loader_source",
     "modules_of_source",
     "package_path",
     "resolve_requirements",
+    "schema_from_sample",
     "serialize_model",
     "write_requirements",
+    "write_schema",
 ]

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one test command: installs everything the suite needs, then runs all of it.
+#   bash scripts/test.sh [pytest arguments]
+# Makes a virtualenv (.venv, or $AMLMM_VENV), installs the project with its test extra,
+# installs Azurite (the Azure Storage emulator, from npm) under .cache/, and runs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${AMLMM_VENV:-.venv}
+
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"Python 3.11 or newer is needed, not {sys.version.split()[0]}")
+PY
+
+if ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+    else
+        echo "npm is needed to install Azurite (the Azure Storage emulator)" >&2
+        exit 1
+    fi
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e ".[test]"
+
+AZURITE=.cache/azurite
+if [ ! -f "$AZURITE/node_modules/azurite/dist/src/blob/main.js" ]; then
+    npm install --prefix "$AZURITE" --no-audit --no-fund --loglevel=error azurite@3
+fi
+
+exec "$VENV/bin/python" -m pytest "$@"
