@@ -190,7 +190,8 @@ def test_image_of_an_unknown_manifest_or_compute_is_refused(local, built):
     with pytest.raises(ResourceNotFoundError, match="Manifest 'nope' was not found"):
         local.client.begin_create_image(name="x", manifest_id="nope",
                                         compute_resource_id="local")
-    with pytest.raises(BadRequestError, match="Unknown compute resource 'mars'"):
+    with pytest.raises(BadRequestError, match=r"Unknown compute resource 'mars'; this account "
+                                              r"has: local\."):
         local.client.begin_create_image(name="x", manifest_id=image.manifest.id,
                                         compute_resource_id="mars")
 
@@ -244,7 +245,8 @@ def test_regenerate_keys_both_paths_and_both_keys(local, built, raw):
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"num_replicas": 0}, "numReplicas must be at least 1 on the local compute target."),
+    ({"num_replicas": 0}, "numReplicas must be at least 1 (a service with no replica answers "
+                          "nothing)."),
     ({"num_replicas": 2, "auto_scaler": {"autoscaleEnabled": True, "maxReplicas": 3}},
      "Invalid request: numReplicas cannot be given when the autoscaler is enabled."),
     ({"auto_scaler": {"minReplicas": 3, "maxReplicas": 2}},

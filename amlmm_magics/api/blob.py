@@ -81,7 +81,9 @@ def upload_blob(
         raise BlobUploadError(
             f"Upload of {blob_name!r} to blob storage failed: {first_line}",
             status_code=getattr(exc, "status_code", None),
-            code=getattr(exc, "error_code", None),
+            # The SDK's error codes are enum members: keep the code's own text.
+            code=getattr(getattr(exc, "error_code", None), "value", None)
+            or getattr(exc, "error_code", None),
         ) from exc
     finally:
         client.close()

@@ -424,6 +424,27 @@ class ModelManagementClient:
                          {"top": top})
         return list(data.get("value") or [])
 
+    def list_compute_resources(self) -> list[Resource]:
+        """Where services can run: ``local`` and registered Ray clusters (embedded backend)."""
+        return list(self._get(self._url("computeResources")).get("value") or [])
+
+    def get_compute_resource(self, name: str) -> Resource:
+        return self._get(self._url("computeResources", _id(name, "compute resource")))
+
+    def set_compute_resource(self, name: str, *, dashboard_url: str,
+                             serve_url: str | None = None, token: str | None = None,
+                             type: str = "Ray") -> Resource:
+        """Register (or replace) a Ray cluster; the token is kept by the backend only."""
+        body = _body(type=type, dashboard_url=dashboard_url, serve_url=serve_url, token=token)
+        return self._call("PUT", self._url("computeResources", _id(name, "compute resource")),
+                          json=body)
+
+    def delete_compute_resource(self, name: str) -> bool:
+        response = self._transport.request(
+            "DELETE", self._url("computeResources", _id(name, "compute resource")),
+            ok=(200, 204))
+        return response.status_code != 204
+
     # -- deployments & operations ------------------------------------------------------------
     def list_deployments(self, *, service_id: str | None = None) -> ItemPager:
         return self._pager("deployment", "deployments", {"serviceId": service_id})

@@ -43,12 +43,15 @@ class ModelManagementError(Exception):
     def __str__(self) -> str:
         head = " ".join(str(p) for p in (self.status_code, self.code) if p)
         text = f"{head}: {self.message}" if head else self.message
+        # Details the message already says (a validation error's first problem) are
+        # left out; the others follow it.
         detail_text = "; ".join(
             f"{d.get('code')}: {d.get('message')}" if d.get("code") else str(d.get("message"))
             for d in self.details
             if isinstance(d, dict) and d.get("message")
+            and str(d["message"]).rstrip(".") not in self.message
         )
-        if detail_text and detail_text not in text:
+        if detail_text:
             text = f"{text} ({redact_text(detail_text)})"
         if self.request_id:
             text = f"{text} [request id {self.request_id}]"

@@ -271,6 +271,37 @@ def create_app(backend: Backend, token: str, account_key: bytes) -> FastAPI:
                        top: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> JSONResponse:
         return JSONResponse({"value": backend.collected_data(account, id, top)})
 
+    # -- compute resources (an extension of the spec) -----------------------------------------
+    @api.get("/computeResources", tags=["Extensions"], description=EXTENSION,
+             summary="Where services can run: 'local' and registered Ray clusters",
+             responses={200: {"model": schemas.ComputeResourceList}})
+    def list_compute(account: AccountDep) -> JSONResponse:
+        return JSONResponse({"value": backend.list_compute(account)})
+
+    @api.get("/computeResources/{name}", tags=["Extensions"], description=EXTENSION,
+             summary="One compute resource", responses={200: {
+                 "model": schemas.ComputeResourceInfo}})
+    def get_compute(name: Id, account: AccountDep) -> JSONResponse:
+        return JSONResponse(backend.get_compute(account, name))
+
+    @api.put("/computeResources/{name}", tags=["Extensions"], description=EXTENSION,
+             summary="Register or replace a Ray cluster (checked before it is stored)",
+             responses={200: {"model": schemas.ComputeResourceInfo}})
+    def put_compute(name: Id, body: schemas.ComputeResourceRequest,
+                    account: AccountDep) -> JSONResponse:
+        return JSONResponse(backend.register_compute(account, name, body))
+
+    @api.delete("/computeResources/{name}", tags=["Extensions"], description=EXTENSION,
+                summary="Remove a registered Ray cluster",
+                responses={200: {"description": "Removed."},
+                           204: {"description": "There was no such compute resource."}})
+    def delete_compute(name: Id, account: AccountDep) -> Any:
+        from fastapi import Response
+
+        if backend.remove_compute(account, name):
+            return JSONResponse({"deleted": name})
+        return Response(status_code=204)
+
     # -- deployments and operations ----------------------------------------------------------
     @api.get("/deployments", tags=["Deployments"], summary="Query the list of deployments",
              responses={200: {"model": list[schemas.Deployment]}})

@@ -8,6 +8,7 @@ a restarted daemon can bring every service back as it was.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import secrets
@@ -19,19 +20,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from amlmm_magics.layout import SCHEMA_ASSET
 from amlmm_magics.local import schemas
 from amlmm_magics.local.blobs import LOGS, LocalBlobs
 from amlmm_magics.local.blobstore import BlobStore
 from amlmm_magics.local.errors import ApiError, bad_request, conflict, not_found
 from amlmm_magics.local.home import Home, Secrets, write_private
-from amlmm_magics.local.images import SCHEMA_ASSET, BuildInput, BuildLog, ImageBuilder
+from amlmm_magics.local.images import BuildInput, BuildLog, ImageBuilder
 from amlmm_magics.local.operations import Operations, error_body
+from amlmm_magics.local.ray_target import RayServeTarget
 from amlmm_magics.local.store import Filter, InvalidSkipToken, Store, new_id, now_iso, scope_of
 from amlmm_magics.local.supervisor import ComputeTarget, DeploymentSpec, LocalProcessTarget
 from amlmm_magics.scoring.keys import hash_keys
 
 log = logging.getLogger("amlmm_magics.local")
 
+LOCAL = "local"
+LOCAL_COMPUTE = {"id": LOCAL, "type": "Local",
+                 "description": "Scoring processes on the machine of the embedded backend."}
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 SERVICE_LOCK_TIMEOUT_S = 60.0
@@ -79,8 +85,7 @@ def _clean(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class Backend:
-    def __init__(self, home: Home, secret: Secrets, public_url: str,
-                 targets: dict[str, ComputeTarget] | None = None) -> None:
+    def __init__(self, home: Home, secret: Secrets, public_url: str) -> None:
         self.home = home
         self.public_url = public_url
         self.store = Store(home.database)
@@ -88,7 +93,9 @@ class Backend:
         blob_store.sweep()
         self.blobs = LocalBlobs(blob_store, secret.account_key, public_url)
         self.builder = ImageBuilder(home.contexts, home.logs)
-        self.targets: dict[str, ComputeTarget] = targets or {"local": LocalProcessTarget()}
+        self.local = LocalProcessTarget()
+        self._clusters: dict[tuple[str, str], RayServeTarget] = {}
+        self._clusters_guard = threading.Lock()
         self.ops = Operations(self.store)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -131,12 +138,104 @@ class Backend:
         finally:
             lock.release()
 
-    def _target(self, compute_id: str) -> ComputeTarget:
-        target = self.targets.get(compute_id)
-        if target is None:
-            raise bad_request(f"Unknown compute resource {compute_id!r}; this backend has: "
-                              f"{', '.join(sorted(self.targets))}.", code="UnknownCompute")
+    # -- compute resources (an extension of the spec) ----------------------------------------
+    def _target(self, scope: str, compute_id: str) -> ComputeTarget:
+        """Where services of this account run: ``local``, or a registered Ray cluster."""
+        if compute_id == LOCAL:
+            return self.local
+        row = self.store.latest_by_name("compute", scope, compute_id)
+        if row is None:
+            known = [LOCAL, *(r.body["id"] for r in self.store.all(
+                "compute", [Filter("scope = ?", (scope,))]))]
+            raise bad_request(f"Unknown compute resource {compute_id!r}; this account has: "
+                              f"{', '.join(known)}.", code="UnknownCompute")
+        with self._clusters_guard:
+            target = self._clusters.get((scope, compute_id))
+            if target is None:
+                target = self._cluster(row)
+                self._clusters[(scope, compute_id)] = target
         return target
+
+    def _cluster(self, row: Any) -> RayServeTarget:
+        def save(apps: dict[str, Any]) -> None:
+            self.store.update("compute", row.id, internal={**row.internal, "apps": apps})
+
+        body = row.body
+        return RayServeTarget(body["id"], body["dashboardUrl"], body.get("serveUrl"),
+                              self._compute_token(row.scope, body["id"]),
+                              dict(row.internal.get("apps") or {}), save)
+
+    def _token_file(self, scope: str, name: str) -> Path:
+        digest = hashlib.sha256(f"{scope}/{name}".encode()).hexdigest()[:24]
+        return self.home.root / "compute" / f"{digest}.token"
+
+    def _compute_token(self, scope: str, name: str) -> str | None:
+        path = self._token_file(scope, name)
+        return path.read_text() if path.exists() else None
+
+    def list_compute(self, account: Account) -> list[dict[str, Any]]:
+        rows = self.store.all("compute", [Filter("scope = ?", (account.scope,))])
+        return [LOCAL_COMPUTE, *(row.body for row in rows)]
+
+    def get_compute(self, account: Account, name: str) -> dict[str, Any]:
+        if name == LOCAL:
+            return LOCAL_COMPUTE
+        row = self.store.latest_by_name("compute", account.scope, name)
+        if row is None:
+            raise not_found("compute resource", name)
+        return row.body
+
+    def register_compute(self, account: Account, name: str,
+                         req: schemas.ComputeResourceRequest) -> dict[str, Any]:
+        """Register (or replace) a Ray cluster after checking it answers with its token."""
+        if name == LOCAL:
+            raise bad_request("'local' is the built-in compute resource; pick another name.",
+                              code="ReservedName")
+        probe = RayServeTarget(name, req.dashboardUrl, req.serveUrl, req.token, {},
+                               lambda apps: None)
+        try:
+            probe.check()
+        finally:
+            probe.shutdown()
+        body = _clean({"id": name, "type": req.type, "dashboardUrl": probe.dashboard_url,
+                       "serveUrl": probe.serve_url, "createdAt": now_iso(),
+                       "tokenSet": bool(req.token)})
+        with self.store.transaction() as db:
+            existing = self.store.latest_by_name("compute", account.scope, name)
+            if existing is not None:
+                self.store.update("compute", existing.id, body=body, db=db)
+            else:
+                self.store.insert("compute", account.scope, body, row_id=new_id(), name=name,
+                                  db=db)
+        token_file = self._token_file(account.scope, name)
+        token_file.parent.mkdir(mode=0o700, exist_ok=True)
+        if req.token:
+            write_private(token_file, req.token)
+        else:
+            token_file.unlink(missing_ok=True)
+        with self._clusters_guard:
+            old = self._clusters.pop((account.scope, name), None)
+        if old is not None:
+            old.shutdown()
+        return self.get_compute(account, name)
+
+    def remove_compute(self, account: Account, name: str) -> bool:
+        row = self.store.latest_by_name("compute", account.scope, name)
+        if row is None:
+            return False
+        users = [s.body["name"] for s in self.store.all("service", [
+            Filter("scope = ?", (account.scope,)),
+            Filter.equals("$.computeResource.id", name)])]
+        if users:
+            raise conflict(f"Services still run on '{name}': {', '.join(users)}; delete them "
+                           "first.")
+        self.store.delete("compute", row.id)
+        self._token_file(account.scope, name).unlink(missing_ok=True)
+        with self._clusters_guard:
+            target = self._clusters.pop((account.scope, name), None)
+        if target is not None:
+            target.shutdown()
+        return True
 
     # -- models and manifests ----------------------------------------------------------------
     def register_model(self, account: Account, req: schemas.ModelRequest) -> dict[str, Any]:
@@ -168,7 +267,7 @@ class Backend:
     # -- images ------------------------------------------------------------------------------
     def create_image(self, account: Account, req: schemas.ImageRequest) -> dict[str, Any]:
         manifest = self._row("manifest", account, req.manifestId).body
-        self._target(req.computeResourceId)
+        self._target(account.scope, req.computeResourceId)
         image_id = new_id()
         log_blob = f"images/{image_id}/build.log"
         body = _clean({
@@ -240,6 +339,11 @@ class Backend:
         found = (self.store.get("model", account.scope, m) for m in manifest.get("modelIds", []))
         return [row.body for row in found if row is not None]
 
+    def _check_replicas(self, settings: dict[str, Any]) -> None:
+        if self._replicas(settings) < 1:
+            raise bad_request("numReplicas must be at least 1 (a service with no replica "
+                              "answers nothing).", code="InvalidReplicas")
+
     @staticmethod
     def _replicas(settings: dict[str, Any]) -> int:
         scaler = settings.get("autoScaler") or {}
@@ -250,12 +354,10 @@ class Backend:
 
     def create_service(self, account: Account,
                        req: schemas.ServiceCreateRequest) -> dict[str, Any]:
-        target = self._target(req.computeResource.id)
+        target = self._target(account.scope, req.computeResource.id)
         image = self._ready_image(account, req.imageId)
         settings = req.model_dump(exclude_none=True, exclude={"name", "imageId"})
-        if self._replicas(settings) < 1:
-            raise bad_request("numReplicas must be at least 1 on the local compute target.",
-                              code="InvalidReplicas")
+        self._check_replicas(settings)
         existing = self.store.latest_by_name("service", account.scope, req.name)
         if existing is not None:
             raise conflict(f"A service named '{req.name}' already exists (state "
@@ -304,6 +406,7 @@ class Backend:
 
     def _spec(self, service: dict[str, Any], deployment_id: str, image_internal: dict[str, Any],
               settings: dict[str, Any], port: int | None) -> DeploymentSpec:
+        """What a target needs to run a deployment; the keys go as salted hashes only."""
         service_dir = self.home.service_dir(service["id"])
         collect = (settings.get("dataCollection") or {}).get("storageEnabled")
         return DeploymentSpec(
@@ -314,8 +417,12 @@ class Backend:
             max_concurrent=settings.get("maxConcurrentRequestsPerContainer"),
             log_requests=bool(settings.get("appInsightsEnabled")),
             collect_dir=(self.home.data_collection / service["id"]) if collect else None,
-            port=port,
+            port=port, settings=settings, keys=self._key_hashes(service["id"]),
         )
+
+    def _key_hashes(self, service_id: str) -> dict[str, Any]:
+        keys = self.store.get_keys(service_id)
+        return hash_keys(list(keys)) if keys else {}
 
     def _deploy(self, account: Account, target: ComputeTarget, service_id: str,
                 deployment_id: str, image: Any, settings: dict[str, Any],
@@ -361,7 +468,7 @@ class Backend:
         if row.body.get("state") == "Failed" or not row.internal.get("deployment"):
             raise bad_request(f"Service '{row.body['name']}' failed to start; delete it and "
                               "create it again.", code="ServiceFailed")
-        target = self._target(row.body["computeResource"]["id"])
+        target = self._target(account.scope, row.body["computeResource"]["id"])
         image = self._ready_image(account, changes.pop("imageId", None)
                                   or row.internal["imageId"])
         settings = {**row.internal.get("settings", {}), **changes}
@@ -369,9 +476,7 @@ class Backend:
             settings.get("autoScaler", {}).pop("autoscaleEnabled", None)
         elif (changes.get("autoScaler") or {}).get("autoscaleEnabled"):
             settings.pop("numReplicas", None)
-        if self._replicas(settings) < 1:
-            raise bad_request("numReplicas must be at least 1 on the local compute target.",
-                              code="InvalidReplicas")
+        self._check_replicas(settings)
         deployment_id, previous = new_id(), row.internal["deployment"]
         with self.store.transaction() as db:
             current = self.store.get("service", None, service_id, db=db)
@@ -406,9 +511,8 @@ class Backend:
         if row is None:
             return False
         with self._holding(service_id):
-            target = self.targets.get(row.body["computeResource"]["id"])
-            if target is not None:
-                target.remove(service_id)
+            with contextlib.suppress(ApiError):  # its compute resource may be gone
+                self._target(account.scope, row.body["computeResource"]["id"]).remove(service_id)
             with self.store.transaction() as db:
                 self.store.delete("service", service_id, db=db)
                 self.store.delete_keys(service_id, db=db)
@@ -441,9 +545,12 @@ class Backend:
         if key_type in (None, "Secondary"):
             keys["secondaryKey"] = secrets.token_hex(16)
         self.store.set_keys(service_id, keys["primaryKey"], keys["secondaryKey"])
-        # The scoring processes re-read this file on their next request: the old key is
-        # refused from now on.
+        # Local replicas re-read this file on their next request; other targets are told:
+        # the old key is refused from now on either way.
         self._write_keys(service_id, keys["primaryKey"], keys["secondaryKey"])
+        row = self._row("service", account, service_id)
+        self._target(account.scope, row.body["computeResource"]["id"]).update_keys(
+            service_id, self._key_hashes(service_id))
         return keys
 
     # -- deployments, logs, collected data ---------------------------------------------------
@@ -454,12 +561,12 @@ class Backend:
         return [row.body for row in reversed(self.store.all("deployment", filters))]
 
     def service_logs(self, account: Account, service_id: str, tail: int) -> str:
-        from amlmm_magics.local.supervisor import tail_lines
         from amlmm_magics.redact import redact_text
 
-        self._row("service", account, service_id)
+        row = self._row("service", account, service_id)
         path = self.home.service_dir(service_id) / "service.log"
-        return "\n".join(redact_text(line) for line in tail_lines(path, tail))
+        target = self._target(account.scope, row.body["computeResource"]["id"])
+        return "\n".join(redact_text(line) for line in target.logs(service_id, path, tail))
 
     def collected_data(self, account: Account, service_id: str,
                        top: int) -> list[dict[str, Any]]:
@@ -498,15 +605,17 @@ class Backend:
     def _restart(self, row: Any, on_error: Callable[[str], None]) -> None:
         internal = row.internal
         try:
-            target = self._target(row.body["computeResource"]["id"])
+            target = self._target(row.scope, row.body["computeResource"]["id"])
             image = self.store.get("image", None, internal["imageId"])
             if image is None:
                 raise not_found("image", internal["imageId"])
             spec = self._spec(row.body, internal["deployment"], image.internal,
                               internal.get("settings", {}), internal.get("port"))
             with self._holding(row.id):
-                self._update_body("service", row.id, state="Running")
-                uri = target.deploy(spec, lambda text: self._service_note(spec, text))
+                uri = target.adopt(spec)
+                if uri is None:
+                    self._update_body("service", row.id, state="Running")
+                    uri = target.deploy(spec, lambda text: self._service_note(spec, text))
                 internal["port"] = target.port_of(row.id)
                 self.store.update("service", row.id, internal=internal)
                 self._update_body("service", row.id, state="Succeeded", scoringUri=uri)
@@ -516,8 +625,11 @@ class Backend:
 
     def stop(self) -> None:
         self.ops.shutdown()
-        for target in self.targets.values():
-            target.shutdown()
+        self.local.shutdown()
+        with self._clusters_guard:
+            clusters = list(self._clusters.values())
+        for cluster in clusters:
+            cluster.shutdown()
         self.store.close()
 
 

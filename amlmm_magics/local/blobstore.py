@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -193,6 +194,25 @@ class BodyWriter:
             self._md5.update(data)
         self.size += len(data)
 
+    def write_chunks(self, chunks: list[bytes]) -> None:
+        """Append several received chunks with one system call and no joining copy."""
+        self._file.flush()
+        fd = self._file.fileno()
+        pending = [memoryview(chunk) for chunk in chunks if chunk]
+        while pending:
+            written = os.writev(fd, pending)
+            while pending and written >= len(pending[0]):
+                written -= len(pending[0])
+                self._account(pending.pop(0))
+            if written:  # a short write ended inside this chunk
+                self._account(pending[0][:written])
+                pending[0] = pending[0][written:]
+
+    def _account(self, data: memoryview) -> None:
+        if self._md5 is not None:
+            self._md5.update(data)
+        self.size += len(data)
+
     def copy_from(self, source_fd: int, offset: int, size: int) -> None:
         """Append ``size`` bytes of another file from ``offset``."""
         if self._md5 is None and hasattr(os, "copy_file_range"):
@@ -210,10 +230,15 @@ class BodyWriter:
             self.write(data)
             offset += len(data)
 
-    def finish(self) -> None:
-        """Flush to stable storage and close."""
+    def finish(self, *, durable: bool = True) -> None:
+        """Flush (to stable storage when ``durable``) and close.
+
+        Staged blocks are not durable on their own: a crash before their commit loses the
+        upload either way, so only what a commit makes visible is synced.
+        """
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if durable:
+            os.fsync(self._file.fileno())
         self._file.close()
 
     @property
@@ -749,33 +774,39 @@ def _declared_length(request: Request, limit: int) -> int:
 
 
 async def _receive_body(
-    request: Request, store: BlobStore, expected: int
-) -> tuple[BodyWriter, str]:
+    request: Request, store: BlobStore, expected: int, *, block: bool = False
+) -> tuple[BodyWriter, str | None]:
     """Stream the request body into a temp file; answer it with the body's base64 MD5.
 
     Chunks are gathered up to CHUNK_SIZE and written from a worker thread, so memory per
-    request stays around one chunk whatever the body size.
+    request stays around one chunk whatever the body size. A block's MD5 is computed only
+    when the client sent one to check (Azure answers it, but the SDK does not read it), and
+    a block is not synced to disk until its commit: both cost a large upload dearly.
     """
-    body = store.new_body()
+    hashed = not block or "content-md5" in request.headers
+    body = store.new_body(hashed=hashed)
     try:
-        buffer = bytearray()
+        chunks: list[bytes] = []
+        pending = 0
         async for chunk in request.stream():
-            if body.size + len(buffer) + len(chunk) > expected:
+            if body.size + pending + len(chunk) > expected:
                 raise _length_mismatch()
-            buffer += chunk
-            if len(buffer) >= CHUNK_SIZE:
-                await run_in_threadpool(body.write, buffer)
-                buffer = bytearray()
-        if buffer:
-            await run_in_threadpool(body.write, buffer)
+            chunks.append(chunk)
+            pending += len(chunk)
+            if pending >= CHUNK_SIZE:
+                await run_in_threadpool(body.write_chunks, chunks)
+                chunks, pending = [], 0
+        if chunks:
+            await run_in_threadpool(body.write_chunks, chunks)
         if body.size != expected:
             raise _length_mismatch()
-        await run_in_threadpool(body.finish)
-        md5 = body.md5
+        await run_in_threadpool(functools.partial(body.finish, durable=not block))
+        md5 = body.md5 if hashed else None
     except BaseException:
         body.discard()
         raise
-    _check_md5(request, md5, body)
+    if md5 is not None:
+        _check_md5(request, md5, body)
     return body, md5
 
 
@@ -1148,7 +1179,7 @@ class _BlobService:
             )
         decode_block_id(block_id)
         length = _declared_length(request, self.max_block_bytes)
-        body, md5 = await _receive_body(request, self.store, length)
+        body, md5 = await _receive_body(request, self.store, length, block=True)
         try:
             await run_in_threadpool(self.store.stage_block, container, blob, block_id, body)
         except BaseException:
@@ -1262,12 +1293,11 @@ class _BlobService:
         )
 
 
-def _created(call: _Call, properties: BlobProperties | None, md5: str) -> Response:
-    headers = call.headers() | {
-        "content-md5": md5,
-        # Stored as plain files: say so rather than claim encryption at rest.
-        "x-ms-request-server-encrypted": "false",
-    }
+def _created(call: _Call, properties: BlobProperties | None, md5: str | None) -> Response:
+    # Stored as plain files: say so rather than claim encryption at rest.
+    headers = call.headers() | {"x-ms-request-server-encrypted": "false"}
+    if md5 is not None:
+        headers["content-md5"] = md5
     if properties is not None:
         headers["etag"] = properties.etag
         headers["last-modified"] = http_date(properties.last_modified)

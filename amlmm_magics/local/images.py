@@ -26,21 +26,22 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 import amlmm_magics.scoring
+from amlmm_magics.layout import (
+    APP_DIR_IN_IMAGE,
+    CONDA_ENV_FILE,
+    PIP_REQUIREMENTS,
+    SCHEMA_ASSET,
+    SCORING_PORT,
+    file_name_of,
+)
 from amlmm_magics.local.errors import ApiError
 
 BASE_IMAGE = "python:3.11-slim"
-APP_DIR_IN_IMAGE = "/var/amlmm/app"
-SCORING_PORT = 5001
-# Manifest targetRuntime properties: the 2017 ones, and ours.
-PIP_REQUIREMENTS = "pipRequirements"
-CONDA_ENV_FILE = "condaEnvFile"
-SCHEMA_ASSET = "schemaAssetId"
 # What the scoring runtime itself needs in an image.
 RUNTIME_DISTRIBUTIONS = ("uvicorn", "httptools", "uvloop")
 SCHEMA_DISTRIBUTIONS = ("numpy", "pandas")
@@ -92,17 +93,6 @@ class BuildResult:
     context: Path
     digest: str
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def file_name_of(url: str, fallback: str) -> str:
-    """The last path segment of a URL (the file name in the service), else ``fallback``."""
-    name = unquote(PurePosixPath(urlsplit(url).path).name)
-    return _safe_name(name) or _safe_name(fallback) or "asset"
-
-
-def _safe_name(name: str) -> str:
-    name = name.replace("\\", "_").replace("/", "_").strip()
-    return "" if name in ("", ".", "..") else name
 
 
 def is_archive(mime_type: str | None, name: str) -> bool:

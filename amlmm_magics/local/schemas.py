@@ -250,6 +250,18 @@ class ServiceRegenerateKeyRequest(Request):
     )
 
 
+class ComputeResourceRequest(Request):
+    """Registers a Ray cluster as a compute resource (an extension of the spec)."""
+
+    type: Literal["Ray"]
+    dashboardUrl: Url = Field(description="The Ray dashboard's HTTP address, e.g. "
+                                          "http://head:8265.")
+    serveUrl: Url | None = Field(default=None, description="Where Serve's HTTP proxy answers "
+                                 "(default: the dashboard's host, port 8000).")
+    token: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        default=None, description="The cluster's token; kept by the backend, never returned.")
+
+
 # -- answers (documentation of what the service sends; every field optional) ---------------
 
 
@@ -348,6 +360,20 @@ class ServiceResponse(Answer):
     appInsightsEnabled: bool | None = None
     maxConcurrentRequestsPerContainer: int | None = None
     error: ErrorResponse | None = None
+
+
+class ComputeResourceInfo(Answer):
+    id: str
+    type: str
+    dashboardUrl: str | None = None
+    serveUrl: str | None = None
+    createdAt: str | None = None
+    tokenSet: bool | None = None
+    description: str | None = None
+
+
+class ComputeResourceList(Answer):
+    value: list[ComputeResourceInfo]
 
 
 class Deployment(Answer):

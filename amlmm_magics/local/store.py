@@ -166,12 +166,19 @@ class Store:
         versioned: bool = False,
         internal: dict[str, Any] | None = None,
         db: sqlite3.Connection | None = None,
+        row_id: str | None = None,
+        name: str | None = None,
     ) -> dict[str, Any]:
-        """Store a new resource; with ``versioned`` its version is the next for its name."""
+        """Store a new resource; with ``versioned`` its version is the next for its name.
+
+        The row is keyed by ``body["id"]`` unless ``row_id`` is given (for resources whose
+        API id is a name, unique only within an account), and named by ``body["name"]``
+        unless ``name`` is given.
+        """
         with contextlib.ExitStack() as stack:
             if db is None:
                 db = stack.enter_context(self.transaction())
-            name = body.get("name")
+            name = name if name is not None else body.get("name")
             if versioned:
                 row = db.execute(
                     "SELECT COALESCE(MAX(version), 0) + 1 FROM resources "
@@ -180,7 +187,7 @@ class Store:
             db.execute(
                 "INSERT INTO resources (kind, scope, id, name, version, body, internal) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (kind, scope, body["id"], name, body.get("version"), _dump(body),
+                (kind, scope, row_id or body["id"], name, body.get("version"), _dump(body),
                  _dump(internal or {})),
             )
         return body

@@ -50,6 +50,8 @@ class DeploymentSpec:
     log_requests: bool = False
     collect_dir: Path | None = None
     port: int | None = None  # the port to keep, so the scoring URI survives restarts
+    settings: dict[str, Any] = field(default_factory=dict)  # the service's spec fields
+    keys: dict[str, Any] | None = None  # salted key hashes (scoring.keys.hash_keys)
 
 
 class ComputeTarget(Protocol):
@@ -69,6 +71,16 @@ class ComputeTarget(Protocol):
     def remove(self, service_id: str) -> None:
         """Stop every deployment of the service and free its address."""
         ...
+
+    def update_keys(self, service_id: str, keys: dict[str, Any]) -> None:
+        """Make new key hashes effective at once (local replicas watch their keys file)."""
+        ...
+
+    def adopt(self, spec: DeploymentSpec) -> str | None:
+        """After a daemon restart: the scoring URI if ``spec`` still runs, else None."""
+        ...
+
+    def logs(self, service_id: str, log_file: Path, tail: int) -> list[str]: ...
 
     def port_of(self, service_id: str) -> int | None: ...
 
@@ -198,6 +210,16 @@ class LocalProcessTarget:
         with self._lock:
             service = self._services.get(service_id)
             return service.port if service else None
+
+    def update_keys(self, service_id: str, keys: dict[str, Any]) -> None:
+        """Nothing to do: the replicas re-read their keys file on the next request."""
+
+    def adopt(self, spec: DeploymentSpec) -> str | None:
+        """Local replicas die with the daemon: a restarted daemon always starts them anew."""
+        return None
+
+    def logs(self, service_id: str, log_file: Path, tail: int) -> list[str]:
+        return tail_lines(log_file, tail)
 
     def shutdown(self) -> None:
         with self._lock:

@@ -469,7 +469,8 @@ def _describe_value(value: Any) -> str:
     noun = type(value).__name__
     if isinstance(value, dict | list | tuple | set | frozenset):
         noun = f"{noun} of {len(value)} items"
-    article = "an" if noun[:1].lower() in "aeiou" else "a"
+    # "an ndarray": the article follows the sound, and "nd" is read as letters.
+    article = "an" if noun[:1].lower() in "aeiou" or noun.startswith("nd") else "a"
     return f"{article} {noun}"
 
 

@@ -109,6 +109,12 @@ class KeyChecker:
         where = f"file={str(self._path)!r}, " if self._path is not None else ""
         return f"KeyChecker({where}keys={len(self._digests)})"
 
+    def replace(self, config: Mapping[str, Any] | None) -> None:
+        """Check against ``config`` from now on (a Ray Serve ``user_config`` update)."""
+        salt, digests = _parse_config(config) if config is not None else (b"", ())
+        with self._lock:
+            self._salt, self._digests = salt, digests
+
     @property
     def key_count(self) -> int:
         return len(self._digests)
@@ -158,13 +164,13 @@ class KeyChecker:
 
     def check(self, authorization: bytes | str | None) -> bool:
         """True when the ``Authorization`` header value carries one of the keys."""
-        if self._path is not None:
-            with self._lock:
+        with self._lock:
+            if self._path is not None:
                 self._refresh()
+            salt, digests = self._salt, self._digests  # a consistent pair
         token = _bearer_token(authorization)
         if token is None:
             return False
-        salt, digests = self._salt, self._digests
         digest = hashlib.sha256(salt + token).digest()
         ok = False
         for expected in digests:

@@ -1,0 +1,1 @@
+"""The IPython side: ``%amlmm`` magics, result display, progress, completion."""
