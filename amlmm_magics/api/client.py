@@ -92,6 +92,7 @@ class ModelManagementClient:
         self._origin = (parts.scheme, parts.netloc.lower())
         self._transport = Transport(
             TokenCache(self.credential, scope),
+            base_url=self.base_url,
             api_version=api_version,
             timeout=timeout,
             retry=retry,

@@ -29,8 +29,9 @@ A driver is a Python file (``score.py``) with two functions::
 - ``model_path(name)`` is the absolute path of a registered model's file (or folder) in
   the app directory; with several versions of one name, the highest. Drivers written for
   Azure ML that read ``AZUREML_MODEL_DIR`` find the app directory there (when it is unset).
-- ``run`` may be called from several threads at once (``--threads`` sets how many); keep
-  it free of unsynchronised shared state, or serve with ``--threads 1``.
+- ``run`` may be called from several threads at once (2 by default; ``--threads``, or the
+  service's maxConcurrentRequestsPerContainer, sets how many); keep it free of
+  unsynchronised shared state, or serve with ``--threads 1``.
 
 What callers get back
 ---------------------

@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-auth", action="store_true", help="serve /score without keys")
     p.add_argument("--max-concurrent", type=_positive, help="503 beyond this many requests")
     p.add_argument("--max-body-bytes", type=_positive, default=DEFAULT_MAX_BODY_BYTES)
-    p.add_argument("--threads", type=_positive, help="size of the run() thread pool")
+    p.add_argument("--threads", type=_positive,
+                   help="size of the run() thread pool (default: --max-concurrent, else 2)")
     p.add_argument("--collect-dir", type=Path, help="append inputs/outputs as JSON lines here")
     p.add_argument("--log-requests", action="store_true", help="one stderr line per request")
     p.add_argument("--ready-file", type=Path, help="written with the pid once serving")
@@ -296,6 +297,7 @@ def serve(args: argparse.Namespace) -> None:
         access_log=False,
         log_level="warning",
         server_header=False,
+        proxy_headers=False,  # nothing reads the client address: skip the middleware
         timeout_graceful_shutdown=args.graceful_timeout,
     )
     address = sock.getsockname()
