@@ -129,6 +129,7 @@ def test_empty_records_give_an_empty_frame_with_the_schema_dtypes() -> None:
         ([{"n": 1, "x": 1.0}, [1, 2]], "row 1: expected an object of column values, got [1, 2]"),
         ([{"n": 1, "x": 1.0}, {"n": 2}], "row 1: missing column 'x'"),
         ([{"n": 1, "x": 1.0, "y": 0}], "row 0: unexpected column 'y'"),
+        ([{"n": 1, "xx": 1.0}], "row 0: missing column 'x' (got unexpected column 'xx')"),
         ([{"n": 1.5, "x": 1.0}], "row 0, column 'n': expected int64, got 1.5"),
         ([{"n": None, "x": 1.0}], "row 0, column 'n': expected int64, got None"),
         ([{"n": True, "x": 1.0}], "row 0, column 'n': expected int64, got True"),

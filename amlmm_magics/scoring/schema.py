@@ -577,12 +577,13 @@ class _FrameDecoder:
             if type(row) is not dict:
                 raise SchemaError(f"row {i}: expected an object of column values, got {_show(row)}")
             if row.keys() != name_set:
-                for name in names:
-                    if name not in row:
-                        raise SchemaError(f"row {i}: missing column {name!r}")
-                for name in row:
-                    if name not in name_set:
-                        raise SchemaError(f"row {i}: unexpected column {name!r}")
+                missing = [name for name in names if name not in row]
+                unexpected = [name for name in row if name not in name_set]
+                if missing:
+                    # A misspelt column is both: name the spelling that came too.
+                    extra = f" (got unexpected column {unexpected[0]!r})" if unexpected else ""
+                    raise SchemaError(f"row {i}: missing column {missing[0]!r}{extra}")
+                raise SchemaError(f"row {i}: unexpected column {unexpected[0]!r}")
         if self.block_dtype is not None and rows:
             matrix = [[row[name] for name in names] for row in rows]
             if set(map(type, chain.from_iterable(matrix))) <= self.block_allowed:
