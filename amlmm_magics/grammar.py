@@ -589,7 +589,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
             parser.error(f"{secret.split('=', 1)[0]} is not an option, and secrets are never "
                          "given as arguments: put a token in AMLMM_ACCESS_TOKEN, a SAS URL in "
                          "a variable named by --storage-sas-url-env")
-        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        hint = ""
+        if getattr(args, "var", None) and not extras[0].startswith("-"):
+            # `score svc X[[0, 1]]`: shlex split the expression at its spaces.
+            hint = (f"; an expression with spaces needs quotes: "
+                    f"\"{' '.join([args.var, *extras])}\"")
+        parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
     return args
 
 
@@ -621,6 +626,31 @@ _MAGIC_RE = re.compile(r"(?:\b[A-Za-z_]\w* = )?%%?amlmm\b")
 def for_terminal(text: str) -> str:
     """Help and hints written for the magics, as terminal commands (``amlmm ...``)."""
     return _MAGIC_RE.sub(PROG, text)
+
+
+def reference_markdown() -> str:
+    """The README's magic reference, generated from the grammar (a test keeps them equal)."""
+    from amlmm_magics.commands.settings import SETTINGS
+
+    lines = ["| command | what it does |", "|---|---|"]
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    for command in COMMANDS:
+        lines.append(f"| `{' '.join(command.path)}` | {cell(command.summary)} |")
+    for command in COMMANDS:
+        lines += ["", f"### `%amlmm {' '.join(command.path)}`", "", command.summary + ".",
+                  "", "```", usage_line(command.path), "```"]
+        if command.cell:
+            lines += ["", f"Cell body (`%%amlmm`): {command.cell}."]
+        lines += ["", "Example:", "", "```", *command.example.splitlines(), "```"]
+    lines += ["", "### Settings", "",
+              "`%config AmlmmMagics.NAME = VALUE`, or the environment variable `AMLMM_NAME`; "
+              "`%amlmm config` shows each value and where it comes from.", "",
+              "| setting | default | meaning |", "|---|---|---|"]
+    for spec in SETTINGS:
+        lines.append(f"| `{spec.name}` | `{spec.default!r}` | {cell(spec.help)} |")
+    return "\n".join(lines) + "\n"
 
 
 @cache

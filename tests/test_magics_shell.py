@@ -348,3 +348,30 @@ def test_the_progress_setting_picks_the_reporter() -> None:
     for mode in ("auto", "widget", "text"):
         assert isinstance(progress.make_reporter(mode, print), progress.TextProgress)
 
+
+
+def test_an_expression_with_spaces_is_told_to_be_quoted(shell: Shell) -> None:
+    shell.ns["rows"] = [[1, 2], [3, 4]]
+    assert shell.fails("%amlmm service score svc rows[0:1, 0]", AmlmmUsageError) == (
+        'amlmm service score: error: unrecognized arguments: 0]; an expression with spaces '
+        'needs quotes: "rows[0:1, 0]"')
+
+
+def test_a_killed_sessions_scratch_folder_is_removed_by_the_next_session(tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    import tempfile
+
+    from amlmm_magics.commands.context import Session
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    orphan = tmp_path / "amlmm-session-999999999-abc"
+    alive = tmp_path / f"amlmm-session-{os.getppid()}-abc"
+    orphan.mkdir()
+    alive.mkdir()
+    session = Session()
+    try:
+        made = session.workdir
+        assert made.parent == tmp_path and made.name.startswith(f"amlmm-session-{os.getpid()}-")
+        assert not orphan.exists() and alive.exists()
+    finally:
+        session.close()

@@ -4,6 +4,7 @@ namespace (None in a terminal), the cell body, a progress reporter and an output
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -49,6 +50,16 @@ class Namespace(Protocol):
     def globals(self) -> Mapping[str, Any]: ...
 
 
+_WORKDIR_PREFIX = "amlmm-session-"
+
+
+def _remove_orphaned_workdirs() -> None:
+    for folder in Path(tempfile.gettempdir()).glob(f"{_WORKDIR_PREFIX}*-*"):
+        pid = folder.name[len(_WORKDIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @dataclass
 class Session:
     """What outlives one command in a notebook: the connection and the models registered."""
@@ -69,9 +80,11 @@ class Session:
 
     @property
     def workdir(self) -> Path:
-        """A private folder for model files of this session, removed at exit."""
+        """A private folder for model files of this session, removed at exit; folders of
+        sessions whose process died without exiting (a killed kernel) are removed here."""
         if self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="amlmm-session-"))
+            _remove_orphaned_workdirs()
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{os.getpid()}-"))
             atexit.register(shutil.rmtree, self._workdir, True)
         return self._workdir
 

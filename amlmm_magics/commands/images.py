@@ -15,11 +15,14 @@ LOCAL_COMPUTE = "local"
 
 
 def default_compute(ctx: Context, command: str) -> str:
-    """``local`` on the embedded backend; Azure has no default compute resource."""
+    """The ``compute_resource`` setting; else ``local`` on the embedded backend (Azure has
+    no default)."""
+    if ctx.settings.compute_resource:
+        return str(ctx.settings.compute_resource)
     if ctx.connection().backend == "local":
         return LOCAL_COMPUTE
     raise AmlmmUsageError(f"amlmm {command}: error: --compute-resource ID is required on Azure "
-                          "(the ARM ID of the cluster)")
+                          "(the ARM ID of the cluster), or the compute_resource setting")
 
 
 def location_id(operation: Any) -> str | None:

@@ -86,6 +86,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
                          "token")),
     SettingSpec("scope", str, "https://management.core.windows.net/.default",
                 "Azure AD scope of the tokens"),
+    SettingSpec("compute_resource", str, None,
+                "where images build and services run when --compute-resource is not given "
+                "(default on the embedded backend: local; Azure: the cluster's ARM ID)"),
     SettingSpec("storage_sas_url_env", str, None,
                 "NAME of the environment variable holding the blob container SAS URL (never "
                 "the URL itself)"),

@@ -55,6 +55,7 @@ class AmlmmMagics(Magics, Configurable):
     credential = Enum(SPECS["credential"].choices, default_value=SPECS["credential"].default,
                       help=_help("credential")).tag(config=True)
     scope = _text("scope")
+    compute_resource = _text("compute_resource")
     storage_sas_url_env = _text("storage_sas_url_env")
     dry_run = Bool(SPECS["dry_run"].default, help=_help("dry_run")).tag(config=True)
 
