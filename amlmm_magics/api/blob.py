@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from amlmm_magics.api.errors import ModelManagementError
 from amlmm_magics.redact import install_log_redaction, redact_text
 
-BLOCK_SIZE = 8 * 1024 * 1024
+BLOCK_SIZE = 16 * 1024 * 1024  # measured: fewer, larger blocks upload fastest here
 # Below this one Put Blob request carries the whole file; the SDK reads such a file into
 # memory first, so it is kept small.
 SINGLE_PUT_SIZE = 8 * 1024 * 1024
