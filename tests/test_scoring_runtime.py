@@ -314,7 +314,8 @@ def test_schema_decodes_dataframe_and_names_bad_columns(iris: Runtime) -> None:
     reply = iris.score(renamed)
     assert reply.status_code == 400
     assert reply.json() == {
-        "error": {"code": "InvalidInput", "message": "row 1: missing column 'petal_width'"}
+        "error": {"code": "InvalidInput", "message": "row 1: missing column 'petal_width' "
+                                                     "(got unexpected column 'petal_wdith')"}
     }
     bad_value = [{**ROWS[0], "petal_width": "abc"}]
     reply = iris.score(bad_value)

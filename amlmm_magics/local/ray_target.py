@@ -297,9 +297,15 @@ class RayServeTarget:
         """Nothing to do: redeploying an application under its name rolled its replicas."""
 
     def remove(self, service_id: str) -> None:
+        """Take the service's application off the cluster; returns once Serve has."""
         with self._lock:
-            if self._apps.pop(service_id, None) is not None:
-                self._put_config()
+            app = self._apps.pop(service_id, None)
+            if app is None:
+                return
+            self._put_config()
+        deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+        while app["name"] in self._status() and time.monotonic() < deadline:
+            time.sleep(0.2)
 
     def update_keys(self, service_id: str, keys: dict[str, Any]) -> None:
         """New key hashes through user_config: the replicas reconfigure, none restarts.
