@@ -11,6 +11,7 @@ the items. Prints both times and their ratio (goal: the client within 15% of the
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing
 import statistics
@@ -111,24 +112,33 @@ def main() -> None:
     session = requests.Session()
     bare_times, client_times = [], []
     bare_cpu, client_cpu = [], []
-    for _ in range(args.rounds):  # interleaved, so both see the same machine noise
+    def timed(run: Any, times: list[float], cpus: list[float]) -> None:
+        gc.collect()  # the garbage of the other side's frame is not this side's cost
         started, cpu = time.perf_counter(), time.process_time()
-        frame = bare_loop(session, base, args.page)
-        bare_times.append(time.perf_counter() - started)
-        bare_cpu.append(time.process_time() - cpu)
+        frame = run()
+        times.append(time.perf_counter() - started)
+        cpus.append(time.process_time() - cpu)
         assert len(frame) == args.items
-        started, cpu = time.perf_counter(), time.process_time()
-        frame = client.list_models(count=args.page).to_frame()
-        client_times.append(time.perf_counter() - started)
-        client_cpu.append(time.process_time() - cpu)
-        assert len(frame) == args.items
+
+    def bare() -> pd.DataFrame:
+        return bare_loop(session, base, args.page)
+
+    def ours() -> pd.DataFrame:
+        return client.list_models(count=args.page).to_frame()
+
+    for round_ in range(args.rounds):
+        # Interleaved, so both see the same machine noise; the order alternates, so neither
+        # side always runs on the caches (and the heap) the other one left.
+        sides = [(bare, bare_times, bare_cpu), (ours, client_times, client_cpu)]
+        for run, times, cpus in sides if round_ % 2 == 0 else reversed(sides):
+            timed(run, times, cpus)
     server.terminate()
-    bare, ours = statistics.median(bare_times), statistics.median(client_times)
+    bare_s, ours_s = statistics.median(bare_times), statistics.median(client_times)
     # Each round's two runs saw the same machine: the median of their ratios is the figure.
     ratio = statistics.median(c / b for c, b in zip(client_times, bare_times, strict=True))
     print(f"items={args.items} page={args.page} rounds={args.rounds} (medians)")
-    print(f"bare requests+json+DataFrame: {bare:.3f} s")
-    print(f"ModelManagementClient.to_frame: {ours:.3f} s")
+    print(f"bare requests+json+DataFrame: {bare_s:.3f} s")
+    print(f"ModelManagementClient.to_frame: {ours_s:.3f} s")
     print(f"ratio client/bare (median of paired rounds): {ratio:.3f} (goal <= 1.15)")
     # CPU time of this process only (the server runs in another): the client's own cost,
     # unmoved by whatever else the machine does.
