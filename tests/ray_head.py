@@ -18,13 +18,19 @@ from pathlib import Path
 
 import requests
 
+WORKER_PORTS = range(40000, 41000)
+
 
 def _free_ports(count: int) -> list[int]:
+    """Ports free now, none in the workers' range (`ray start` refuses overlaps)."""
     sockets = []
     try:
-        for _ in range(count):
+        while len(sockets) < count:
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
+            if s.getsockname()[1] in WORKER_PORTS:
+                s.close()
+                continue
             sockets.append(s)
         return [s.getsockname()[1] for s in sockets]
     finally:
@@ -83,8 +89,9 @@ def ray_head(num_cpus: int = 2, *, haproxy: bool = False) -> Iterator[RayHead]:
         started = _ray("start", "--head", f"--num-cpus={num_cpus}", "--temp-dir",
                        str(root / "tmp"), "--dashboard-host", "127.0.0.1",
                        f"--dashboard-port={dashboard}", f"--port={gcs}",
-                       f"--ray-client-server-port={client}", "--min-worker-port=40000",
-                       "--max-worker-port=40999", "--include-dashboard=true",
+                       f"--ray-client-server-port={client}",
+                       f"--min-worker-port={WORKER_PORTS.start}",
+                       f"--max-worker-port={WORKER_PORTS.stop - 1}", "--include-dashboard=true",
                        "--disable-usage-stats", env=env, timeout=300,
                        # Ray puts the cwd of `ray start` on its workers' sys.path: not a
                        # checkout of this project, whose package would shadow the images'.
