@@ -658,6 +658,140 @@ def _body(store: BlobStore, data: bytes):
     return body
 
 
+def _block_id(name: str) -> str:
+    return base64.b64encode(name.encode()).decode()
+
+
+def _stage(store: BlobStore, blob: str, name: str, data: bytes) -> Path:
+    """Stage ``data`` as block ``name`` of models/``blob``; answer its staging file."""
+    writer = store.reserve_block("models", blob, len(data))
+    writer.write(data)
+    writer.finish()
+    store.stage_block("models", blob, _block_id(name), writer)
+    return writer.staging.path
+
+
+def _commit(store: BlobStore, blob: str, *names: str, condition=None):
+    blocks = [BlockRef("Latest", _block_id(name)) for name in names]
+    extra = (None, condition) if condition else ()
+    return store.commit_block_list("models", blob, blocks, StoredSettings(), *extra)
+
+
+@pytest.fixture()
+def store(tmp_path) -> BlobStore:
+    store = BlobStore(tmp_path)
+    store.create_container("models")
+    return store
+
+
+def test_blocks_committed_in_arrival_order_become_the_blob_without_a_copy(store):
+    staging = _stage(store, "m.bin", "a", b"first-")
+    assert _stage(store, "m.bin", "b", b"second-") == staging
+    _stage(store, "m.bin", "c", b"third")
+    inode = staging.stat().st_ino
+    properties = _commit(store, "m.bin", "a", "b", "c")
+    committed = store.path_of("models", "m.bin")
+    assert committed.read_bytes() == b"first-second-third" and properties.size == 18
+    assert committed.stat().st_ino == inode  # the staging file itself, linked
+    assert not staging.parent.exists()  # nothing left staged
+    assert list((store.root / ".tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        (("b", "a"), b"two-one-"),  # another order
+        (("b",), b"two-"),  # not from the start
+        (("a",), b"one-"),  # not to the end
+        (("a", "a", "b"), b"one-one-two-"),  # a block twice
+    ],
+)
+def test_other_block_lists_are_assembled_by_copy(store, names, expected):
+    staging = _stage(store, "m.bin", "a", b"one-")
+    _stage(store, "m.bin", "b", b"two-")
+    inode = staging.stat().st_ino
+    _commit(store, "m.bin", *names)
+    committed = store.path_of("models", "m.bin")
+    assert committed.read_bytes() == expected
+    assert committed.stat().st_ino != inode
+    assert list((store.root / ".tmp").iterdir()) == []
+
+
+def test_a_block_staged_again_replaces_the_earlier_one(store):
+    _stage(store, "m.bin", "a", b"old-")
+    _stage(store, "m.bin", "b", b"two")
+    _stage(store, "m.bin", "a", b"new-")
+    _commit(store, "m.bin", "a", "b")
+    assert store.path_of("models", "m.bin").read_bytes() == b"new-two"
+
+
+def test_a_block_still_arriving_keeps_the_commit_off_its_staging_file(store):
+    staging = _stage(store, "m.bin", "a", b"done")
+    arriving = store.reserve_block("models", "m.bin", 5)
+    arriving.write(b"ha")
+    _commit(store, "m.bin", "a")  # by copy: the staging file is still being written
+    committed = store.path_of("models", "m.bin")
+    assert committed.read_bytes() == b"done"
+    assert committed.stat().st_ino != os.fstat(arriving._fd).st_ino
+    arriving.write(b"lf")
+    arriving.write(b"!")
+    arriving.finish()
+    with pytest.raises(BlobStoreError) as info:  # its fellow blocks went with the commit
+        store.stage_block("models", "m.bin", _block_id("b"), arriving)
+    assert (info.value.status, info.value.code) == (409, "BlockListDiscarded")
+    assert store.path_of("models", "m.bin").read_bytes() == b"done"
+    assert not staging.exists()
+
+
+def test_a_failed_block_leaves_a_hole_that_no_list_reaches(store):
+    _stage(store, "m.bin", "a", b"one-")
+    failed = store.reserve_block("models", "m.bin", 100)
+    failed.write(b"partial")
+    failed.discard()
+    _stage(store, "m.bin", "c", b"three")
+    _commit(store, "m.bin", "a", "c")
+    assert store.path_of("models", "m.bin").read_bytes() == b"one-three"
+
+
+def test_a_block_cannot_grow_past_its_reservation(store):
+    writer = store.reserve_block("models", "m.bin", 3)
+    with pytest.raises(BlobStoreError) as info:
+        writer.write(b"four")
+    assert info.value.code == "InvalidHeaderValue"
+    writer.discard()
+    short = store.reserve_block("models", "m.bin", 3)
+    short.write(b"ab")
+    short.finish()
+    with pytest.raises(BlobStoreError):
+        store.stage_block("models", "m.bin", _block_id("s"), short)
+    with pytest.raises(BlobStoreError) as info:
+        _commit(store, "m.bin", "s")
+    assert info.value.code == "InvalidBlockList"
+
+
+def test_a_refused_commit_of_the_staging_file_leaves_the_blocks_staged(store):
+    def refuse(current):
+        raise BlobStoreError(412, "ConditionNotMet", "no")
+
+    _stage(store, "m.bin", "a", b"one-")
+    _stage(store, "m.bin", "b", b"two")
+    with pytest.raises(BlobStoreError):
+        _commit(store, "m.bin", "a", "b", condition=refuse)
+    assert not store.exists("models", "m.bin")
+    assert [p.suffix for p in (store.root / "models").iterdir()] == []
+    _stage(store, "m.bin", "c", b"!")  # a new block meanwhile goes to a new staging file
+    _commit(store, "m.bin", "a", "b")
+    assert store.path_of("models", "m.bin").read_bytes() == b"one-two"
+
+
+def test_blocks_staged_before_a_restart_can_be_committed_after_it(store):
+    _stage(store, "m.bin", "a", b"before-")
+    restarted = BlobStore(store.root)
+    _stage(restarted, "m.bin", "b", b"after")
+    _commit(restarted, "m.bin", "a", "b")
+    assert restarted.path_of("models", "m.bin").read_bytes() == b"before-after"
+
+
 def test_a_refused_commit_leaves_the_old_blob_and_no_debris(tmp_path):
     store = BlobStore(tmp_path)
     store.create_container("models")
@@ -680,11 +814,8 @@ def test_a_refused_commit_leaves_the_old_blob_and_no_debris(tmp_path):
 
 
 def _stage_and_commit(store: BlobStore, condition) -> None:
-    block_id = base64.b64encode(b"1").decode()
-    store.stage_block("models", "m.bin", block_id, _body(store, b"new"))
-    store.commit_block_list(
-        "models", "m.bin", [BlockRef("Latest", block_id)], StoredSettings(), None, condition
-    )
+    _stage(store, "m.bin", "1", b"new")
+    _commit(store, "m.bin", "1", condition=condition)
 
 
 def test_an_overwrite_keeps_open_readers_on_their_version(tmp_path):
@@ -704,7 +835,7 @@ def test_sweep_removes_stale_leftovers_only(tmp_path):
     store = BlobStore(tmp_path)
     store.create_container("models")
     store.put_blob("models", "kept.bin", _body(store, b"kept"), StoredSettings())
-    store.stage_block("models", "never.bin", base64.b64encode(b"1").decode(), _body(store, b"x"))
+    _stage(store, "never.bin", "1", b"x")
     leftover = store.new_body()
     leftover.write(b"interrupted")
     leftover.finish()

@@ -6,21 +6,25 @@ List, Get Blob with ranges, Get Blob Properties), authorized by service SAS toke
 
 On disk, under the root folder::
 
-    <container>/<key>.json               sidecar: properties, names of the files below
-    <container>/<key>.<version>.data     the committed bytes of one version
-    <container>/<key>.<version>.blocks   its committed block list (blobs made of blocks)
-    .staging/<container>/<key>/<block>   uncommitted blocks, one file each
-    .tmp/                                bodies being received, blobs being assembled
+    <container>/<key>.json                sidecar: properties, names of the files below
+    <container>/<key>.<version>.data      the committed bytes of one version
+    <container>/<key>.<version>.blocks    its committed block list (blobs made of blocks)
+    .staging/<container>/<key>/<n>.staged uncommitted blocks' bytes, in arrival order
+    .staging/<container>/<key>/<block>    one per uncommitted block: [file, offset, size]
+    .tmp/                                 bodies being received, blobs being assembled
 
 ``key`` is the SHA-256 of the blob name, so no name can reach outside its container folder
 whatever it contains; names are still validated so a hostile one fails loudly. A commit
 writes a new version's data file, then swaps the sidecar with ``os.replace``: a crash leaves
-either the old blob or the new one, never a mix, and readers never see a partial file.
+either the old blob or the new one, never a mix, and readers never see a partial file. Blocks
+are written where they will stay: a block list naming them in the order they arrived (what
+the SDK sends) makes the staging file the new version's data file without copying a byte.
 Bodies stream to and from disk in chunks; no blob is ever held in memory whole.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -57,6 +61,9 @@ logger = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 CHUNK_SIZE = MiB
+# Received bytes are written in batches of this size (measured: larger batches, fewer
+# thread hops; two may be in memory per request).
+WRITE_BATCH = 4 * MiB
 DEFAULT_MAX_BLOCK_BYTES = 4000 * MiB
 DEFAULT_MAX_PUT_BYTES = 5000 * MiB
 # 50,000 entries of the longest block id fit well inside this.
@@ -68,6 +75,7 @@ MAX_BLOB_NAME = 1024
 MAX_RANGE_MD5_BYTES = 4 * MiB
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 STAGING_DIR = ".staging"
+STAGED_DATA_SUFFIX = ".staged"
 TEMP_DIR = ".tmp"
 _CONTAINER_RE = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -175,7 +183,59 @@ def _no_condition(_current: BlobProperties | None) -> None:
     return None
 
 
-class BodyWriter:
+class _Receiver:
+    """Bytes arriving in chunks, counted and (when ``hashed``) hashed for Content-MD5.
+
+    Writes run in worker threads while the event loop receives the next chunks; a discard
+    (a failed or cancelled request) waits for the write under way, so a file is never closed
+    under it.
+    """
+
+    def __init__(self, *, hashed: bool) -> None:
+        self.size = 0
+        self._md5 = hashlib.md5() if hashed else None
+        self._io = threading.Lock()
+
+    def write_chunks(self, chunks: list[bytes]) -> None:
+        """Append several received chunks with one system call and no joining copy."""
+        with self._io:
+            pending = [memoryview(chunk) for chunk in chunks if chunk]
+            while pending:
+                written = self._writev(pending)
+                while pending and written >= len(pending[0]):
+                    written -= len(pending[0])
+                    self._account(pending.pop(0))
+                if written:  # a short write ended inside this chunk
+                    self._account(pending[0][:written])
+                    pending[0] = pending[0][written:]
+
+    def _writev(self, buffers: list[memoryview]) -> int:
+        raise NotImplementedError
+
+    def _account(self, data: memoryview | bytes | bytearray) -> None:
+        if self._md5 is not None:
+            self._md5.update(data)
+        self.size += len(data)
+
+    @property
+    def hashed(self) -> bool:
+        return self._md5 is not None
+
+    @property
+    def md5(self) -> str:
+        """The base64 MD5 of everything written (hashed writers only)."""
+        if self._md5 is None:
+            raise ValueError("this writer does not hash")
+        return base64.b64encode(self._md5.digest()).decode("ascii")
+
+    def finish(self, *, durable: bool = True) -> None:
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        raise NotImplementedError
+
+
+class BodyWriter(_Receiver):
     """A request body (or an assembled blob) arriving into a temp file.
 
     A request body is hashed as it arrives (for Content-MD5); an assembled blob is not, so its
@@ -183,35 +243,17 @@ class BodyWriter:
     """
 
     def __init__(self, path: Path, *, hashed: bool = True) -> None:
+        super().__init__(hashed=hashed)
         self.path = path
-        self.size = 0
-        self._md5 = hashlib.md5() if hashed else None
         self._file: BinaryIO = path.open("xb")
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._file.write(data)
-        if self._md5 is not None:
-            self._md5.update(data)
-        self.size += len(data)
+        self._account(data)
 
-    def write_chunks(self, chunks: list[bytes]) -> None:
-        """Append several received chunks with one system call and no joining copy."""
+    def _writev(self, buffers: list[memoryview]) -> int:
         self._file.flush()
-        fd = self._file.fileno()
-        pending = [memoryview(chunk) for chunk in chunks if chunk]
-        while pending:
-            written = os.writev(fd, pending)
-            while pending and written >= len(pending[0]):
-                written -= len(pending[0])
-                self._account(pending.pop(0))
-            if written:  # a short write ended inside this chunk
-                self._account(pending[0][:written])
-                pending[0] = pending[0][written:]
-
-    def _account(self, data: memoryview) -> None:
-        if self._md5 is not None:
-            self._md5.update(data)
-        self.size += len(data)
+        return os.writev(self._file.fileno(), buffers)
 
     def copy_from(self, source_fd: int, offset: int, size: int) -> None:
         """Append ``size`` bytes of another file from ``offset``."""
@@ -241,16 +283,58 @@ class BodyWriter:
             os.fsync(self._file.fileno())
         self._file.close()
 
-    @property
-    def md5(self) -> str:
-        """The base64 MD5 of everything written (hashed writers only)."""
-        if self._md5 is None:
-            raise ValueError("this writer does not hash")
-        return base64.b64encode(self._md5.digest()).decode("ascii")
+    def discard(self) -> None:
+        with self._io:
+            self._file.close()
+            self.path.unlink(missing_ok=True)
+
+
+class BlockWriter(_Receiver):
+    """One Put Block's body, written straight into the region of its blob's staging file
+    that ``BlobStore.reserve_block`` set aside for it.
+
+    Blocks land one after the other in the order they arrive; a block list that commits
+    them in that order commits the staging file itself, with no copy. Nothing is synced
+    here (see BodyWriter.finish): the commit syncs what it keeps.
+    """
+
+    def __init__(
+        self, store: BlobStore, staging: _Staging, offset: int, length: int, *, hashed: bool
+    ) -> None:
+        super().__init__(hashed=hashed)
+        self.store = store
+        self.staging = staging
+        self.offset = offset
+        self.length = length
+        self._fd: int | None = os.open(staging.path, os.O_WRONLY)
+
+    def __repr__(self) -> str:
+        return f"BlockWriter({self.staging.path.name!r}, {self.offset}, {self.length})"
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.write_chunks([bytes(data)])
+
+    def _writev(self, buffers: list[memoryview]) -> int:
+        if self._fd is None:
+            raise ValueError("this block writer is closed")
+        if self.size + sum(len(b) for b in buffers) > self.length:
+            raise _length_mismatch()  # never past the region: the next block's starts there
+        return os.pwritev(self._fd, buffers, self.offset + self.size)
+
+    def finish(self, *, durable: bool = True) -> None:
+        del durable  # a staged block is synced by its commit, if any
+        self._close()
 
     def discard(self) -> None:
-        self._file.close()
-        self.path.unlink(missing_ok=True)
+        """Give the region up: it stays a hole in the staging file that no list can name."""
+        self._close()
+        self.store.release(self)
+
+    def _close(self) -> None:
+        with self._io:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def validate_container_name(name: str) -> None:
@@ -331,13 +415,47 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_json_atomic(path: Path, data: Any, temp_dir: Path) -> None:
+def _write_json_atomic(path: Path, data: Any, temp_dir: Path, *, durable: bool = True) -> None:
     temp = temp_dir / f"{uuid.uuid4().hex}.json"
     with temp.open("x", encoding="utf-8") as handle:
         json.dump(data, handle)
         handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            os.fsync(handle.fileno())
     os.replace(temp, path)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# Where a listed block's bytes are: (staging file, offset, size), or (None, offset, size) in
+# the blob's committed data.
+_Piece = tuple[Path | None, int, int]
+
+
+@dataclass(eq=False)
+class _Staging:
+    """A blob's current staging file: where its next block goes, who is writing into it."""
+
+    path: Path
+    end: int = 0
+    writers: set[BlockWriter] = field(default_factory=set)
+
+
+def _staged_entry(folder: Path, hex_id: str) -> _Piece | None:
+    """Where a staged block's bytes are, from its entry; None when it has none."""
+    try:
+        name, offset, size = json.loads((folder / hex_id).read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return None
+    if not isinstance(name, str) or "/" in name or not name.endswith(STAGED_DATA_SUFFIX):
+        return None
+    return folder / name, int(offset), int(size)
 
 
 def _kernel_copy(source_fd: int, offset: int, size: int, target_fd: int) -> int:
@@ -370,6 +488,8 @@ class BlobStore:
         # Guards sidecar swaps and the read of a sidecar together with opening its data file,
         # so a reader never opens a version a concurrent commit has just removed.
         self._lock = threading.Lock()
+        # The staging file new blocks of each blob go to (one folder per blob).
+        self._staging_files: dict[Path, _Staging] = {}
 
     def __repr__(self) -> str:
         return f"BlobStore({str(self.root)!r})"
@@ -446,13 +566,52 @@ class BlobStore:
         self._discard_staged(container, blob)
         return properties
 
-    def stage_block(self, container: str, blob: str, block_id: str, body: BodyWriter) -> None:
-        """Keep a finished body as an uncommitted block of the blob (Put Block)."""
+    def reserve_block(
+        self, container: str, blob: str, length: int, *, hashed: bool = False
+    ) -> BlockWriter:
+        """A writer for a block of ``length`` bytes, at the end of the blob's staging file."""
+        self._check_writable(container, blob)
+        folder = self._staging_folder(container, blob)
+        with self._lock:
+            staging = self._staging_files.get(folder)
+            if staging is None:
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"{secrets.token_hex(8)}{STAGED_DATA_SUFFIX}"
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                staging = self._staging_files[folder] = _Staging(path)
+            writer = BlockWriter(self, staging, staging.end, length, hashed=hashed)
+            staging.end += length
+            staging.writers.add(writer)
+        return writer
+
+    def release(self, writer: BlockWriter) -> None:
+        """Forget a writer that will not be staged (its request failed)."""
+        with self._lock:
+            writer.staging.writers.discard(writer)
+
+    def stage_block(self, container: str, blob: str, block_id: str, writer: BlockWriter) -> None:
+        """Keep a finished block as an uncommitted block of the blob (Put Block).
+
+        A block staged again under the same id replaces the earlier one, as in Azure.
+        """
         self._check_writable(container, blob)
         raw_id = decode_block_id(block_id)
         folder = self._staging_folder(container, blob)
-        folder.mkdir(parents=True, exist_ok=True)
-        os.replace(body.path, folder / raw_id.hex())
+        if writer.size != writer.length:
+            raise _length_mismatch()
+        entry = [writer.staging.path.name, writer.offset, writer.length]
+        with self._lock:
+            writer.staging.writers.discard(writer)
+            if self._staging_files.get(folder) is not writer.staging:
+                # A commit or Put Blob of this blob discarded its uncommitted blocks while
+                # this one was arriving: it went with them.
+                raise BlobStoreError(
+                    409,
+                    "BlockListDiscarded",
+                    "The blob was committed while this block was being staged; the block "
+                    "was discarded with the other uncommitted blocks. Stage it again.",
+                )
+            _write_json_atomic(folder / raw_id.hex(), entry, self._temp, durable=False)
 
     def commit_block_list(
         self,
@@ -477,24 +636,28 @@ class BlobStore:
             old_data = (self.root / container / current.data_file).open("rb") if current else None
         try:
             pieces = self._resolve_blocks(container, blob, blocks, committed)
-            assembled, block_list = self._assemble(pieces, old_data)
+            whole = self._whole_staging_file(self._staging_folder(container, blob), pieces)
+            if whole is None:
+                assembled, block_list = self._assemble(pieces, old_data)
+            else:
+                block_list = [(hex_id, size) for hex_id, (_, _, size) in pieces]
         finally:
             if old_data is not None:
                 old_data.close()
-        try:
-            properties = self._commit(
-                container,
-                blob,
-                assembled.path,
-                assembled.size,
-                content,
-                dict(metadata or {}),
-                block_list,
-                condition,
-            )
-        except BaseException:
-            assembled.path.unlink(missing_ok=True)
-            raise
+        if whole is not None:
+            # The blocks lie in the staging file in the listed order and fill it: it is the
+            # blob. Linked, not moved, so a refused commit leaves the blocks staged.
+            _fsync_file(whole)
+            size = sum(size for _, size in block_list)
+            properties = self._commit(container, blob, whole, size, content,
+                                      dict(metadata or {}), block_list, condition, link=True)
+        else:
+            try:
+                properties = self._commit(container, blob, assembled.path, assembled.size,
+                                          content, dict(metadata or {}), block_list, condition)
+            except BaseException:
+                assembled.path.unlink(missing_ok=True)
+                raise
         self._discard_staged(container, blob)
         return properties
 
@@ -509,8 +672,11 @@ class BlobStore:
             if _older_than(path, cutoff):
                 path.unlink(missing_ok=True)
         for folder in self._staging.glob("*/*"):
-            if _older_than(folder, cutoff):
-                shutil.rmtree(folder, ignore_errors=True)
+            with self._lock:
+                staging = self._staging_files.get(folder)
+                if _older_than(folder, cutoff) and not (staging and staging.writers):
+                    self._staging_files.pop(folder, None)
+                    shutil.rmtree(folder, ignore_errors=True)
         for container in self.root.iterdir():
             if container.is_dir() and _CONTAINER_RE.fullmatch(container.name):
                 self._sweep_orphans(container, cutoff)
@@ -563,17 +729,17 @@ class BlobStore:
         blob: str,
         blocks: list[BlockRef],
         committed: dict[str, tuple[int, int]],
-    ) -> list[tuple[str, Path | tuple[int, int]]]:
-        """Each listed block as (hex id, staged file or (offset, size) in the old data)."""
+    ) -> list[tuple[str, _Piece]]:
+        """Each listed block as (hex id, where its bytes are)."""
         folder = self._staging_folder(container, blob)
-        pieces: list[tuple[str, Path | tuple[int, int]]] = []
+        pieces: list[tuple[str, _Piece]] = []
         for ref in blocks:
             hex_id = decode_block_id(ref.block_id).hex()
-            staged = folder / hex_id
-            if ref.kind in ("Latest", "Uncommitted") and staged.is_file():
+            staged = _staged_entry(folder, hex_id) if ref.kind != "Committed" else None
+            if staged is not None:
                 pieces.append((hex_id, staged))
             elif ref.kind in ("Latest", "Committed") and hex_id in committed:
-                pieces.append((hex_id, committed[hex_id]))
+                pieces.append((hex_id, (None, *committed[hex_id])))
             else:
                 raise BlobStoreError(
                     400,
@@ -583,8 +749,35 @@ class BlobStore:
                 )
         return pieces
 
+    def _whole_staging_file(
+        self, folder: Path, pieces: list[tuple[str, _Piece]]
+    ) -> Path | None:
+        """The staging file when the pieces are all of it, in order, and nothing is still
+        writing into it; from then on new blocks go to a new staging file."""
+        if not pieces or pieces[0][1][0] is None:
+            return None
+        path = pieces[0][1][0]
+        end = 0
+        for _, (source, offset, size) in pieces:
+            if source != path or offset != end:
+                return None
+            end += size
+        with self._lock:
+            staging = self._staging_files.get(folder)
+            current = staging is not None and staging.path == path
+            if current and staging.writers:
+                return None
+            try:
+                if path.stat().st_size != end:
+                    return None
+            except FileNotFoundError:
+                return None
+            if current:
+                del self._staging_files[folder]
+        return path
+
     def _assemble(
-        self, pieces: list[tuple[str, Path | tuple[int, int]]], old_data: BinaryIO | None
+        self, pieces: list[tuple[str, _Piece]], old_data: BinaryIO | None
     ) -> tuple[BodyWriter, list[tuple[str, int]]]:
         target = self.new_body(hashed=False)
         block_list: list[tuple[str, int]] = []
@@ -604,15 +797,14 @@ class BlobStore:
         return target, block_list
 
     @staticmethod
-    def _append_piece(
-        where: Path | tuple[int, int], old_data: BinaryIO | None, target: BodyWriter
-    ) -> int:
-        if isinstance(where, Path):
-            with where.open("rb") as block:
-                size = os.fstat(block.fileno()).st_size
-                target.copy_from(block.fileno(), 0, size)
+    def _append_piece(where: _Piece, old_data: BinaryIO | None, target: BodyWriter) -> int:
+        source, offset, size = where
+        if source is not None:
+            with source.open("rb") as staged:
+                if os.fstat(staged.fileno()).st_size < offset + size:
+                    raise FileNotFoundError(source)  # its region was never completed
+                target.copy_from(staged.fileno(), offset, size)
             return size
-        offset, size = where
         if old_data is None:  # committed offsets only come from an existing version
             raise BlobStoreError(500, "InternalError", "Committed block without committed data.")
         target.copy_from(old_data.fileno(), offset, size)
@@ -628,6 +820,8 @@ class BlobStore:
         metadata: dict[str, str],
         block_list: list[tuple[str, int]] | None,
         condition: CommitCondition,
+        *,
+        link: bool = False,
     ) -> BlobProperties:
         folder = self._container_dir(container)
         key = _blob_key(blob)
@@ -636,7 +830,10 @@ class BlobStore:
         blocks_file = f"{key}.{version}.blocks" if block_list is not None else None
         # The new version's files get unique names first; nothing refers to them until the
         # sidecar swap below, which is the single atomic commit point.
-        os.replace(data_path, folder / data_file)
+        if link:
+            os.link(data_path, folder / data_file)
+        else:
+            os.replace(data_path, folder / data_file)
         if blocks_file is not None:
             _write_json_atomic(folder / blocks_file, block_list, self._temp)
         try:
@@ -672,7 +869,10 @@ class BlobStore:
             (folder / blocks_file).unlink(missing_ok=True)
 
     def _discard_staged(self, container: str, blob: str) -> None:
-        shutil.rmtree(self._staging_folder(container, blob), ignore_errors=True)
+        folder = self._staging_folder(container, blob)
+        with self._lock:
+            self._staging_files.pop(folder, None)
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _sweep_orphans(self, folder: Path, cutoff: float) -> None:
         referenced: set[str] = set()
@@ -773,41 +973,48 @@ def _declared_length(request: Request, limit: int) -> int:
     return length
 
 
-async def _receive_body(
-    request: Request, store: BlobStore, expected: int, *, block: bool = False
-) -> tuple[BodyWriter, str | None]:
-    """Stream the request body into a temp file; answer it with the body's base64 MD5.
+async def _receive_body(request: Request, body: _Receiver, expected: int) -> str | None:
+    """Stream the request body into ``body``; answer its base64 MD5 if ``body`` hashes.
 
-    Chunks are gathered up to CHUNK_SIZE and written from a worker thread, so memory per
-    request stays around one chunk whatever the body size. A block's MD5 is computed only
-    when the client sent one to check (Azure answers it, but the SDK does not read it), and
-    a block is not synced to disk until its commit: both cost a large upload dearly.
+    Chunks are gathered up to WRITE_BATCH and written from a worker thread while the next
+    ones arrive, so receiving and writing overlap and memory per request stays around two
+    batches whatever the body size. On any failure the body is discarded.
     """
-    hashed = not block or "content-md5" in request.headers
-    body = store.new_body(hashed=hashed)
+    received = pending = 0
+    chunks: list[bytes] = []
+    writing: asyncio.Future[None] | None = None
     try:
-        chunks: list[bytes] = []
-        pending = 0
         async for chunk in request.stream():
-            if body.size + pending + len(chunk) > expected:
+            received += len(chunk)
+            if received > expected:
                 raise _length_mismatch()
             chunks.append(chunk)
             pending += len(chunk)
-            if pending >= CHUNK_SIZE:
-                await run_in_threadpool(body.write_chunks, chunks)
+            if pending >= WRITE_BATCH:
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(run_in_threadpool(body.write_chunks, chunks))
                 chunks, pending = [], 0
+        if writing is not None:
+            await writing
         if chunks:
             await run_in_threadpool(body.write_chunks, chunks)
         if body.size != expected:
             raise _length_mismatch()
-        await run_in_threadpool(functools.partial(body.finish, durable=not block))
-        md5 = body.md5 if hashed else None
+        await run_in_threadpool(body.finish)
     except BaseException:
+        if writing is not None:
+            writing.cancel()  # the thread's write still runs; discard() waits for it
         body.discard()
         raise
+    md5 = body.md5 if body.hashed else None
     if md5 is not None:
-        _check_md5(request, md5, body)
-    return body, md5
+        try:
+            _check_md5(request, md5)
+        except BlobStoreError:
+            body.discard()
+            raise
+    return md5
 
 
 def _length_mismatch() -> BlobStoreError:
@@ -816,11 +1023,9 @@ def _length_mismatch() -> BlobStoreError:
     )
 
 
-def _check_md5(request: Request, md5: str, body: BodyWriter | None = None) -> None:
+def _check_md5(request: Request, md5: str) -> None:
     claimed = request.headers.get("content-md5")
     if claimed is not None and claimed != md5:
-        if body is not None:
-            body.path.unlink(missing_ok=True)
         raise BlobStoreError(
             400, "Md5Mismatch", "The MD5 value specified in the request did not match the body."
         )
@@ -1156,7 +1361,8 @@ class _BlobService:
         condition = _write_condition(request, create_only)
         # Fail before receiving what may be gigabytes; checked again at the commit.
         await run_in_threadpool(condition, self._current_or_none(container, blob))
-        body, md5 = await _receive_body(request, self.store, length)
+        body = self.store.new_body(hashed=True)
+        md5 = await _receive_body(request, body, length)
         if content.content_md5 is None:
             content = replace(content, content_md5=md5)
         try:
@@ -1164,7 +1370,7 @@ class _BlobService:
                 self.store.put_blob, container, blob, body, content, _metadata(request), condition
             )
         except BaseException:
-            body.path.unlink(missing_ok=True)
+            body.discard()
             raise
         return _created(call, properties, md5)
 
@@ -1179,11 +1385,17 @@ class _BlobService:
             )
         decode_block_id(block_id)
         length = _declared_length(request, self.max_block_bytes)
-        body, md5 = await _receive_body(request, self.store, length, block=True)
+        # A block's MD5 is computed only when the client sent one to check (Azure answers it,
+        # but the SDK does not read it): it costs a large upload dearly.
+        writer = await run_in_threadpool(
+            functools.partial(self.store.reserve_block, container, blob, length,
+                              hashed="content-md5" in request.headers)
+        )
+        md5 = await _receive_body(request, writer, length)
         try:
-            await run_in_threadpool(self.store.stage_block, container, blob, block_id, body)
+            await run_in_threadpool(self.store.stage_block, container, blob, block_id, writer)
         except BaseException:
-            body.path.unlink(missing_ok=True)
+            writer.discard()
             raise
         return _created(call, None, md5)
 
