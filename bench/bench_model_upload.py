@@ -6,13 +6,14 @@ file to the embedded backend's blob endpoint with azure-storage-blob (as model r
 does) and prints its throughput as a ratio to ``cp`` of the same file on the same disk (goal:
 at least 0.6). Each run uses a fresh temporary AMLMM_HOME.
 
-    python bench/bench_model_upload.py [--gib 1.0] [--format joblib|cloudpickle]
+    python bench/bench_model_upload.py [--gib 1.0] [--format joblib|cloudpickle] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,10 +42,23 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
 
 
+def timed_copy(source: Path, target: Path, *, sync: bool) -> float:
+    """Seconds for ``cp`` (and ``sync`` of the copy) from a synced disk."""
+    subprocess.run(["sync"], check=True)
+    started = time.perf_counter()
+    subprocess.run(["cp", str(source), str(target)], check=True)
+    if sync:
+        subprocess.run(["sync", str(target)], check=True)
+    seconds = time.perf_counter() - started
+    target.unlink()
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gib", type=float, default=1.0)
     parser.add_argument("--format", choices=["joblib", "cloudpickle"], default=None)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="upload-bench-", dir="/var/tmp"))
@@ -62,37 +76,34 @@ def main() -> None:
         print(f"serialize ({artifact.format}): {size / MiB:.0f} MiB in {serialize_s:.2f} s, "
               f"peak memory growth above the array {growth:.1f} MiB (goal < 100 MiB)")
 
-        subprocess.run(["sync"], check=True)
-        copy = work / "copy.bin"
-        started = time.perf_counter()
-        subprocess.run(["cp", str(artifact.path), str(copy)], check=True)
-        cp_s = time.perf_counter() - started
-        copy.unlink()
-        subprocess.run(["sync"], check=True)
+        cp_s, cp_sync_s, upload_s, growths = [], [], [], []
+        with embedded_backend() as conn:
+            # Interleaved rounds, each starting from a synced disk: this disk's write speed
+            # swings with whatever else flushes to it, and both sides see the same swings.
+            for round_ in range(args.rounds):
+                cp_s.append(timed_copy(artifact.path, work / "copy.bin", sync=False))
+                cp_sync_s.append(timed_copy(artifact.path, work / "copy.bin", sync=True))
+                subprocess.run(["sync"], check=True)
+                reset_peak()
+                before = peak_rss()
+                started = time.perf_counter()
+                upload_blob(conn.storage_sas_url, artifact.path,
+                            f"bench/{round_}/{artifact.file_name}",
+                            content_type=artifact.mime_type)
+                upload_s.append(time.perf_counter() - started)
+                growths.append((peak_rss() - before) / MiB)
+        mib = size / MiB
+        cp, cp_sync, upload = (statistics.median(x) for x in (cp_s, cp_sync_s, upload_s))
+        print(f"{args.rounds} rounds, medians: cp {cp:.2f} s ({mib / cp:.0f} MiB/s); cp + sync "
+              f"{cp_sync:.2f} s ({mib / cp_sync:.0f} MiB/s); upload {upload:.2f} s "
+              f"({mib / upload:.0f} MiB/s), client memory growth {max(growths):.1f} MiB")
         # The blob store syncs what it commits (a crash loses nothing registered): the
         # like-for-like copy is one that reaches the disk too.
-        started = time.perf_counter()
-        subprocess.run(["cp", str(artifact.path), str(copy)], check=True)
-        subprocess.run(["sync", str(copy)], check=True)
-        cp_sync_s = time.perf_counter() - started
-        copy.unlink()
-
-        with embedded_backend() as conn:
-            reset_peak()
-            before = peak_rss()
-            started = time.perf_counter()
-            upload_blob(conn.storage_sas_url, artifact.path, f"bench/{artifact.file_name}",
-                        content_type=artifact.mime_type)
-            upload_s = time.perf_counter() - started
-            upload_growth = (peak_rss() - before) / MiB
-        cp_rate, upload_rate = size / MiB / cp_s, size / MiB / upload_s
-        cp_sync_rate = size / MiB / cp_sync_s
-        print(f"cp: {cp_s:.2f} s ({cp_rate:.0f} MiB/s); cp + sync: {cp_sync_s:.2f} s "
-              f"({cp_sync_rate:.0f} MiB/s)")
-        print(f"upload: {upload_s:.2f} s ({upload_rate:.0f} MiB/s), client memory growth "
-              f"{upload_growth:.1f} MiB")
-        print(f"ratio upload/cp throughput: {upload_rate / cp_rate:.2f}; upload/(cp + sync): "
-              f"{upload_rate / cp_sync_rate:.2f} (goal >= 0.6)")
+        ratio_cp = statistics.median(c / u for c, u in zip(cp_s, upload_s, strict=True))
+        ratio_sync = statistics.median(c / u for c, u in zip(cp_sync_s, upload_s, strict=True))
+        print(f"ratio upload/cp throughput: {ratio_cp:.2f}; upload/(cp + sync): "
+              f"{ratio_sync:.2f} (goal >= 0.6); rounds: "
+              + ", ".join(f"{c / u:.2f}" for c, u in zip(cp_sync_s, upload_s, strict=True)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -89,3 +89,19 @@ def test_a_refused_sas_gives_one_line_without_the_signature(azurite, tmp_path, c
 def test_blob_url_quotes_the_name_and_keeps_the_sas():
     assert blob_url("http://h/acct/c?sv=1&sig=x", "a b/c#.pkl") == (
         "http://h/acct/c/a%20b/c%23.pkl?sv=1&sig=x")
+
+
+@pytest.mark.parametrize(
+    "url, loopback",
+    [
+        ("http://127.0.0.1:10000/acct/c?sig=x", True),
+        ("http://localhost:8080/acct/c", True),
+        ("http://[::1]:8080/acct/c", True),
+        ("https://acct.blob.core.windows.net/c?sig=x", False),
+        ("https://127.example.com/c", False),
+    ],
+)
+def test_uploads_to_this_machine_send_one_block_at_a_time(url, loopback):
+    from amlmm_magics.api.blob import _is_loopback
+
+    assert _is_loopback(url) is loopback
