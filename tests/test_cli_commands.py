@@ -190,9 +190,12 @@ def test_ctrl_c_stops_waiting_and_exits_130(cli: Cli, built: dict[str, Any]) -> 
                                      "def run(x):\n    return x\n")
     manifest = cli.json("manifest", "create", "--name", unique("cli-slow"), "--driver",
                         "slow.py", "--no-dry-run")
+    # A shell ignores SIGINT in the jobs it starts in the background, and Python then keeps
+    # ignoring it: the command must start with Ctrl-C live, as from a terminal.
     proc = subprocess.Popen([*TERMINAL, "image", "create", "--name", unique("cli-slow"),
                              "--manifest", manifest["id"]], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli.env, cwd=cli.cwd)
+                            stderr=subprocess.PIPE, text=True, env=cli.env, cwd=cli.cwd,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stderr is not None
     first = proc.stderr.readline()  # the first progress line: waiting has begun
     assert " (op " in first
