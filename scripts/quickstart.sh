@@ -25,8 +25,11 @@ started=$SECONDS
 echo "Installing amlmm_magics with its notebooks extra into $VENV ..."
 if ! {
     { [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"; } &&
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip &&
-    "$VENV/bin/python" -m pip install --quiet -e ".[notebooks]"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip uv &&
+    # uv installs the same packages in seconds (pip took 63-78 s of a 90 s quickstart);
+    # pip is the fallback where uv cannot reach an index.
+    { "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -e ".[notebooks]" ||
+      "$VENV/bin/python" -m pip install --quiet -e ".[notebooks]"; }
 } >"$LOG" 2>&1; then
     cat "$LOG" >&2
     echo "Installing failed (the log above is in $LOG)." >&2
