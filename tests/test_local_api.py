@@ -93,6 +93,7 @@ def test_paging_follows_absolute_next_links_with_skip_tokens(local):
     ({"count": "0"}, "count must be a whole number from 1 to 1000, not '0'."),
     ({"count": "1001"}, "count must be a whole number from 1 to 1000, not '1001'."),
     ({"count": "ten"}, "count must be a whole number from 1 to 1000, not 'ten'."),
+    ({"count": "²"}, "count must be a whole number from 1 to 1000, not '²'."),
     ({"$skipToken": "garbage"}, "$skipToken is not one this service handed out."),
 ])
 def test_bad_paging_parameters_are_400(raw, params, message):
@@ -351,3 +352,9 @@ def test_swagger_json_is_published_without_auth(local):
     assert any(p.endswith("/services/{id}/regenerateKeys") for p in paths)
     logs = next(v for p, v in paths.items() if p.endswith("/services/{id}/logs"))
     assert "Extension" in logs["get"]["description"]
+
+
+@pytest.mark.parametrize("path", ["/models/%2F", "/models/", "/services/%2F/keys"])
+def test_a_stray_slash_is_no_route_not_a_redirect(raw, path):
+    answer = raw("GET", path, allow_redirects=False)
+    assert answer.status_code == 404 and answer.json()["code"] == "RouteNotFound"

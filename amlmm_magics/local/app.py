@@ -79,6 +79,9 @@ def create_app(backend: Backend, token: str, account_key: bytes) -> FastAPI:
         openapi_url="/swagger.json", docs_url=None, redoc_url=None,
     )
     app.state.backend = backend
+    # No redirects between "/x/" and "/x": a redirect turned an ID of "%2F" ("/models//")
+    # into the listing of models. A path with a stray slash is not a route of this API.
+    app.router.redirect_slashes = False
     _install_error_handlers(app)
     app.add_middleware(LimitApiBody)
 

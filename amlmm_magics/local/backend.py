@@ -67,7 +67,8 @@ class Account:
 def page_size(count: str | None) -> int:
     if count is None or count == "":
         return DEFAULT_PAGE
-    if not count.isdigit() or not 1 <= int(count) <= MAX_PAGE:
+    # isascii: str.isdigit() also accepts digits int() refuses, such as "²".
+    if not (count.isascii() and count.isdigit()) or not 1 <= int(count) <= MAX_PAGE:
         raise bad_request(f"count must be a whole number from 1 to {MAX_PAGE}, not {count!r}.",
                           code="InvalidCount")
     return int(count)

@@ -961,7 +961,7 @@ def _declared_length(request: Request, limit: int) -> int:
         raise BlobStoreError(
             411, "MissingContentLengthHeader", "The Content-Length header is required."
         )
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # isdigit alone accepts "²"
         raise BlobStoreError(400, "InvalidHeaderValue", "The Content-Length header is invalid.")
     length = int(text)
     if length > limit:
