@@ -18,24 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).parent))
-from common import IRIS_DRIVER, ONE_ROW, embedded_backend, iris_model_file, upload
-
-
-def first_score(service, key: str, deadline_s: float = 120) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            answer = requests.post(service.scoringUri, data=ONE_ROW, timeout=10, headers={
-                "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-            if answer.status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.01)
-    raise TimeoutError("no successful score")
+from common import embedded_backend, first_score, iris_image, iris_model_file
 
 
 def main() -> None:
@@ -48,21 +32,13 @@ def main() -> None:
         client = conn.client
         for run in range(args.runs):
             started = time.perf_counter()
-            model = client.register_model(name="iris", url=upload(conn, model_file,
-                                                                  "iris.joblib"),
-                                          mime_type="application/octet-stream")
-            manifest = client.register_manifest(
-                name="iris", driver_program="driver",
-                assets=[{"id": "driver", "url": upload(conn, IRIS_DRIVER.encode(), "score.py")}],
-                target_runtime={"runtimeType": "Python", "properties": {}},
-                model_ids=[model.id])
-            image = client.begin_create_image(name="iris", manifest_id=manifest.id,
-                                              compute_resource_id="local").result(timeout=300)
+            image = iris_image(conn, model_file)
             service_started = time.perf_counter()
             poller = client.begin_create_service(name=f"iris-{run}", image_id=image.id,
                                                  compute_resource={"id": "local"})
             service = poller.result(timeout=300)
-            first_score(service, client.get_service_keys(service.id).primaryKey)
+            first_score(service.scoringUri, client.get_service_keys(service.id).primaryKey,
+                        deadline_s=120)
             ended = time.perf_counter()
             service_times.append(ended - service_started)
             total_times.append(ended - started)

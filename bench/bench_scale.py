@@ -20,35 +20,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))  # the Ray head launcher the tests use
 from common import (  # noqa: E402
-    IRIS_DRIVER,
-    ONE_ROW,
     WrkResult,
     embedded_backend,
+    first_score,
+    iris_image,
     iris_model_file,
-    upload,
     wrk,
 )
 from ray_head import ray_head  # noqa: E402
-
-
-def first_score(uri: str, key: str, deadline_s: float = 300) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            answer = requests.post(uri, data=ONE_ROW, timeout=10, headers={
-                "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-            if answer.status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"no successful score from {uri}")
 
 
 def measure(client, image_id: str, compute: str, name: str, seconds: int,
@@ -57,7 +40,7 @@ def measure(client, image_id: str, compute: str, name: str, seconds: int,
     service = client.begin_create_service(name=name, image_id=image_id,
                                           compute_resource={"id": compute}).result(600)
     key = client.get_service_keys(service.id).primaryKey
-    first_score(service.scoringUri, key)
+    first_score(service.scoringUri, key, pause=0.05)
     create_s = time.perf_counter() - started
     one = wrk(service.scoringUri, key=key, seconds=seconds)
     two = None
@@ -76,14 +59,7 @@ def main() -> None:
     results: list[tuple[str, float, WrkResult, WrkResult | None]] = []
     with embedded_backend() as conn:
         client = conn.client
-        model = client.register_model(name="iris", url=upload(conn, model_file, "iris.joblib"),
-                                      mime_type="application/octet-stream")
-        manifest = client.register_manifest(
-            name="iris", driver_program="driver",
-            assets=[{"id": "driver", "url": upload(conn, IRIS_DRIVER.encode(), "score.py")}],
-            target_runtime={"runtimeType": "Python", "properties": {}}, model_ids=[model.id])
-        image = client.begin_create_image(name="iris", manifest_id=manifest.id,
-                                          compute_resource_id="local").result(timeout=300)
+        image = iris_image(conn, model_file)
         measure(client, image.id, "local", "local", args.seconds, results)
         for label, haproxy in (("ray-default-proxy", False), ("ray-haproxy", True)):
             with ray_head(haproxy=haproxy) as head:

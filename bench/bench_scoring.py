@@ -35,8 +35,8 @@ from common import (
     ONE_ROW,
     WrkResult,
     embedded_backend,
+    iris_image,
     iris_model_file,
-    upload,
     wait_http,
     wrk,
 )
@@ -89,14 +89,7 @@ def main() -> None:
     (folder / "score.py").write_text(IRIS_DRIVER)
     with embedded_backend() as conn:
         client = conn.client
-        model = client.register_model(name="iris", url=upload(conn, model_file, "iris.joblib"),
-                                      mime_type="application/octet-stream")
-        manifest = client.register_manifest(
-            name="iris", driver_program="driver",
-            assets=[{"id": "driver", "url": upload(conn, IRIS_DRIVER.encode(), "score.py")}],
-            target_runtime={"runtimeType": "Python", "properties": {}}, model_ids=[model.id])
-        image = client.begin_create_image(name="iris", manifest_id=manifest.id,
-                                          compute_resource_id="local").result(timeout=300)
+        image = iris_image(conn, model_file)
         service = client.begin_create_service(name="iris", image_id=image.id,
                                               compute_resource={"id": "local"}).result(300)
         key = client.get_service_keys(service.id).primaryKey

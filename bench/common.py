@@ -14,8 +14,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
+import requests
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -70,6 +72,34 @@ def upload(conn: Connection, data: bytes | Path, name: str) -> str:
     if isinstance(data, Path):
         return upload_blob(conn.storage_sas_url, data, blob)
     return upload_blob(conn.storage_sas_url, io.BytesIO(data), blob, length=len(data))
+
+
+def iris_image(conn: Connection, model_file: Path) -> Any:
+    """Register the iris model and its driver, build the image on ``local``; answer it."""
+    client = conn.client
+    model = client.register_model(name="iris", url=upload(conn, model_file, "iris.joblib"),
+                                  mime_type="application/octet-stream")
+    manifest = client.register_manifest(
+        name="iris", driver_program="driver",
+        assets=[{"id": "driver", "url": upload(conn, IRIS_DRIVER.encode(), "score.py")}],
+        target_runtime={"runtimeType": "Python", "properties": {}}, model_ids=[model.id])
+    return client.begin_create_image(name="iris", manifest_id=manifest.id,
+                                     compute_resource_id="local").result(timeout=300)
+
+
+def first_score(uri: str, key: str, *, deadline_s: float = 300, pause: float = 0.01) -> None:
+    """Score ``uri`` until it answers 200 (a service just created may not listen yet)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            answer = requests.post(uri, data=ONE_ROW, timeout=10, headers={
+                "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+            if answer.status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(pause)
+    raise TimeoutError(f"no successful score from {uri}")
 
 
 @dataclass
