@@ -9,14 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
-VENV=${AMLMM_VENV:-.venv}
-
-"$PYTHON" - <<'PY'
-import sys
-if sys.version_info < (3, 11):
-    sys.exit(f"Python 3.11 or newer is needed, not {sys.version.split()[0]}")
-PY
+source scripts/python-env.sh
 
 # pip's output goes to a log, shown only if the install fails.
 LOG=.cache/quickstart-install.log

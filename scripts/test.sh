@@ -6,14 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
-VENV=${AMLMM_VENV:-.venv}
-
-"$PYTHON" - <<'PY'
-import sys
-if sys.version_info < (3, 11):
-    sys.exit(f"Python 3.11 or newer is needed, not {sys.version.split()[0]}")
-PY
+source scripts/python-env.sh
 
 if ! command -v npm >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
