@@ -5,9 +5,13 @@ Everything goes through the REST client and the blob protocol, as a user's code 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import threading
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +98,38 @@ def score(service, key: str | None, payload: Any, **kw: Any) -> requests.Respons
     return requests.post(service.scoringUri, data=json.dumps(payload),
                          headers={"Content-Type": "application/json", **headers},
                          timeout=30, **kw)
+
+
+@dataclass
+class ScoreLoop:
+    seen: list[int] = field(default_factory=list)  # the "v" of each 200 answer, in order
+    failures: list[str] = field(default_factory=list)  # every other answer or error
+
+
+@contextlib.contextmanager
+def scoring_meanwhile(service, key: str, payload: Any, *, threads: int = 1
+                      ) -> Iterator[ScoreLoop]:
+    """Clients scoring ``service`` in a loop for as long as the block runs."""
+    loop = ScoreLoop()
+    stop = threading.Event()
+
+    def client_loop() -> None:
+        while not stop.is_set():
+            try:
+                answer = score(service, key, payload)
+                if answer.status_code == 200:
+                    loop.seen.append(answer.json()["v"])
+                else:
+                    loop.failures.append(f"{answer.status_code} {answer.text[:200]}")
+            except requests.RequestException as exc:
+                loop.failures.append(repr(exc))
+
+    workers = [threading.Thread(target=client_loop) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    try:
+        yield loop
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()

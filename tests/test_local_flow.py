@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import tarfile
-import threading
 import time
 
 import pytest
@@ -23,6 +22,7 @@ from flows import (
     register_iris,
     register_manifest,
     score,
+    scoring_meanwhile,
     unique,
     upload,
 )
@@ -87,33 +87,12 @@ def test_update_swaps_without_a_failed_request(local, tmp_path):
     service = create_service(local, images[0].id)
     key = local.client.get_service_keys(service.id).primaryKey
     x, _ = iris_data()
-    seen: list[int] = []
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def client_loop() -> None:
-        while not stop.is_set():
-            try:
-                answer = score(service, key, x[:1].tolist())
-                if answer.status_code == 200:
-                    seen.append(answer.json()["v"])
-                else:
-                    failures.append(f"{answer.status_code} {answer.text}")
-            except requests.RequestException as exc:
-                failures.append(repr(exc))
-
-    threads = [threading.Thread(target=client_loop) for _ in range(2)]
-    for t in threads:
-        t.start()
-    try:
+    with scoring_meanwhile(service, key, x[:1].tolist(), threads=2) as loop:
         time.sleep(0.5)
         updated = local.client.begin_update_service(service.id, image_id=images[1].id,
                                                     app_insights_enabled=True).result(timeout=180)
         time.sleep(0.5)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+    failures, seen = loop.failures, loop.seen
     assert failures == []
     assert seen[0] == 1 and seen[-1] == 2 and 1 in seen and 2 in seen
     assert updated.image.id == images[1].id and updated.appInsightsEnabled is True

@@ -3,12 +3,10 @@ dashboard's HTTP address, through the REST client."""
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import requests
 from conftest import processes_mentioning
 from flows import (
     IRIS_DRIVER,
@@ -17,6 +15,7 @@ from flows import (
     register_iris,
     register_manifest,
     score,
+    scoring_meanwhile,
     unique,
     upload,
 )
@@ -96,32 +95,13 @@ def test_create_score_update_regenerate_delete(conn, images, head):
     assert score(service, None, x[:1].tolist()).status_code == 401
     assert score(service, keys.primaryKey, "not rows").status_code == 500
 
-    failures: list[str] = []
-    seen: list[int] = []
-    stop = threading.Event()
-
-    def client_loop() -> None:
-        while not stop.is_set():
-            try:
-                answer = score(service, keys.primaryKey, x[:1].tolist())
-                if answer.status_code == 200:
-                    seen.append(answer.json()["v"])
-                else:
-                    failures.append(f"{answer.status_code} {answer.text[:200]}")
-            except requests.RequestException as exc:
-                failures.append(repr(exc))
-
-    loop = threading.Thread(target=client_loop)
-    loop.start()
-    try:
+    with scoring_meanwhile(service, keys.primaryKey, x[:1].tolist()) as loop:
         updated = conn.client.begin_update_service(service.id, image_id=images[1].id
                                                    ).result(timeout=600)
         deadline = time.monotonic() + 60
-        while (not seen or seen[-1] != 2) and time.monotonic() < deadline:
+        while (not loop.seen or loop.seen[-1] != 2) and time.monotonic() < deadline:
             time.sleep(0.2)
-    finally:
-        stop.set()
-        loop.join()
+    failures, seen = loop.failures, loop.seen
     assert failures == [] and seen[-1] == 2 and seen[0] == 1
     assert updated.image.id == images[1].id
     statuses = [d.status for d in sorted(conn.client.list_deployments(service_id=service.id),
