@@ -17,7 +17,11 @@ from azure.storage.blob import (
 )
 from conftest import AZURITE_ACCOUNT, AZURITE_KEY
 
+from amlmm_magics.api import blob as blob_module
 from amlmm_magics.api.blob import BlobUploadError, blob_url, upload_blob
+from amlmm_magics.block_ids import offset_block_id
+
+MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -91,17 +95,52 @@ def test_blob_url_quotes_the_name_and_keeps_the_sas():
         "http://h/acct/c/a%20b/c%23.pkl?sv=1&sig=x")
 
 
-@pytest.mark.parametrize(
-    "url, loopback",
-    [
-        ("http://127.0.0.1:10000/acct/c?sig=x", True),
-        ("http://localhost:8080/acct/c", True),
-        ("http://[::1]:8080/acct/c", True),
-        ("https://acct.blob.core.windows.net/c?sig=x", False),
-        ("https://127.example.com/c", False),
-    ],
-)
-def test_uploads_to_this_machine_send_one_block_at_a_time(url, loopback):
-    from amlmm_magics.api.blob import _is_loopback
+@pytest.fixture()
+def small_blocks(monkeypatch):
+    """Blocks of 1 MiB above 1 MiB, so a few MiB make several blocks."""
+    monkeypatch.setattr(blob_module, "BLOCK_SIZE", MiB)
+    monkeypatch.setattr(blob_module, "SINGLE_PUT_SIZE", MiB)
 
-    assert _is_loopback(url) is loopback
+
+def test_a_file_goes_in_blocks_named_by_their_offsets(container_sas_url, tmp_path,
+                                                      small_blocks):
+    data = os.urandom(3 * MiB + 5)
+    path = tmp_path / "model.pkl"
+    path.write_bytes(data)
+    progress = []
+    url = upload_blob(container_sas_url, path, "blocks/model.pkl", max_concurrency=3,
+                      progress=lambda current, total: progress.append((current, total)))
+    blob = BlobClient.from_blob_url(url)
+    assert blob.download_blob().readall() == data
+    committed, uncommitted = blob.get_block_list("all")
+    assert [(b.id, b.size) for b in committed] == [
+        (offset_block_id(0), MiB), (offset_block_id(MiB), MiB),
+        (offset_block_id(2 * MiB), MiB), (offset_block_id(3 * MiB), 5)]
+    assert uncommitted == []
+    assert sorted(progress) == progress and progress[-1] == (len(data), len(data))
+    assert len(progress) == 4
+
+
+def test_blocks_do_not_overwrite_an_existing_blob_unless_asked(container_sas_url, tmp_path,
+                                                               small_blocks):
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"1" * (2 * MiB))
+    url = upload_blob(container_sas_url, path, "blocks/big.bin")
+    path.write_bytes(b"2" * (2 * MiB))
+    with pytest.raises(BlobUploadError) as info:
+        upload_blob(container_sas_url, path, "blocks/big.bin")
+    assert info.value.code == "BlobAlreadyExists"
+    assert BlobClient.from_blob_url(url).download_blob().readall() == b"1" * (2 * MiB)
+    upload_blob(container_sas_url, path, "blocks/big.bin", overwrite=True)
+    assert BlobClient.from_blob_url(url).download_blob().readall() == b"2" * (2 * MiB)
+
+
+def test_a_refused_block_stops_the_upload_with_one_line(azurite, tmp_path, small_blocks):
+    sas = generate_container_sas(AZURITE_ACCOUNT, "models", account_key=AZURITE_KEY,
+                                 permission=ContainerSasPermissions(read=True),
+                                 expiry=datetime.now(UTC) + timedelta(hours=1))
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(5 * MiB))
+    with pytest.raises(BlobUploadError) as info:
+        upload_blob(f"{azurite}/models?{sas}", path, "ro/big.bin")
+    assert info.value.status_code == 403 and "\n" not in str(info.value)

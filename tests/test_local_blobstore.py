@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import gzip
 import hashlib
 import http.client
@@ -42,8 +43,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from amlmm_magics.local.blobstore import BlobStore, BlobStoreError, BlockRef, create_blob_app
+from amlmm_magics.api import blob as api_blob
+from amlmm_magics.block_ids import block_offset, offset_block_id
+from amlmm_magics.local.blobstore import (
+    WRITE_BATCH,
+    BlobStore,
+    BlobStoreError,
+    BlockRef,
+    create_blob_app,
+    decode_block_id,
+)
 from amlmm_magics.local.blobstore import ContentSettings as StoredSettings
+from amlmm_magics.local.directio import ALIGNMENT, AlignedBuffers, DirectRegion
 from amlmm_magics.local.sas import SasError, generate_sas, string_to_sign, verify_sas
 
 ACCOUNT = "amlmmlocal"
@@ -315,6 +326,24 @@ def test_a_multi_block_upload_round_trips(blob_server):
     sink = io.BytesIO()
     assert blob.download_blob(max_concurrency=2).readinto(sink) == len(data)
     assert sha256(sink.getvalue()) == sha256(data)
+
+
+def test_amlmm_uploads_in_parallel_commit_without_a_copy(blob_server, tmp_path, monkeypatch):
+    monkeypatch.setattr(api_blob, "BLOCK_SIZE", 256 * KiB)
+    monkeypatch.setattr(api_blob, "SINGLE_PUT_SIZE", 256 * KiB)
+
+    def no_copy(*args, **kwargs):
+        raise AssertionError("the blocks were assembled by copy")
+
+    monkeypatch.setattr(blob_server.store, "_assemble", no_copy)
+    data = os.urandom(3 * MiB + 12345)
+    path = tmp_path / "model.bin"
+    path.write_bytes(data)
+    container_url = f"{blob_server.account_url}/models?{blob_server.sas()}"
+    for round_ in range(3):  # each time the 13 blocks arrive in another order
+        api_blob.upload_blob(container_url, path, f"parallel/{round_}.bin", max_concurrency=4)
+        stored = blob_server.store.path_of("models", f"parallel/{round_}.bin")
+        assert sha256(stored.read_bytes()) == sha256(data)
 
 
 def test_transactional_md5_is_checked_both_ways(blob_server):
@@ -664,7 +693,7 @@ def _block_id(name: str) -> str:
 
 def _stage(store: BlobStore, blob: str, name: str, data: bytes) -> Path:
     """Stage ``data`` as block ``name`` of models/``blob``; answer its staging file."""
-    writer = store.reserve_block("models", blob, len(data))
+    writer = store.reserve_block("models", blob, len(data), block_id=_block_id(name))
     writer.write(data)
     writer.finish()
     store.stage_block("models", blob, _block_id(name), writer)
@@ -715,6 +744,93 @@ def test_other_block_lists_are_assembled_by_copy(store, names, expected):
     assert committed.read_bytes() == expected
     assert committed.stat().st_ino != inode
     assert list((store.root / ".tmp").iterdir()) == []
+
+
+def test_blocks_named_by_offset_land_in_place_whatever_order_they_arrive_in(store):
+    # What amlmm's uploader does with parallel requests (block_ids).
+    names = [offset_block_id(offset) for offset in (0, 4, 8)]
+    staging = _stage(store, "m.bin", names[2], b"three")
+    _stage(store, "m.bin", names[0], b"one-")
+    _stage(store, "m.bin", names[1], b"two-")
+    inode = staging.stat().st_ino
+    _commit(store, "m.bin", *names)
+    committed = store.path_of("models", "m.bin")
+    assert committed.read_bytes() == b"one-two-three"
+    assert committed.stat().st_ino == inode
+
+
+def test_a_block_whose_named_region_is_taken_goes_after_the_others(store):
+    first = store.reserve_block("models", "m.bin", 4, block_id=_block_id(offset_block_id(0)))
+    # Same place, other id (a client not keeping to the convention): not on top of the first.
+    second = store.reserve_block("models", "m.bin", 6, block_id=_block_id(offset_block_id(2)))
+    assert (first.offset, second.offset) == (0, 4)
+    for writer, data, name in ((first, b"abcd", "x"), (second, b"efghij", "y")):
+        writer.write(data)
+        writer.finish()
+        store.stage_block("models", "m.bin", _block_id(name), writer)
+    _commit(store, "m.bin", "y", "x")
+    assert store.path_of("models", "m.bin").read_bytes() == b"efghijabcd"
+
+
+def test_a_failed_block_gives_its_named_region_back_for_the_retry(store):
+    name = offset_block_id(0)
+    failed = store.reserve_block("models", "m.bin", 4, block_id=_block_id(name))
+    failed.write(b"ab")
+    failed.discard()
+    staging = _stage(store, "m.bin", name, b"abcd")
+    _stage(store, "m.bin", offset_block_id(4), b"efg")
+    inode = staging.stat().st_ino
+    _commit(store, "m.bin", name, offset_block_id(4))
+    committed = store.path_of("models", "m.bin")
+    assert committed.read_bytes() == b"abcdefg" and committed.stat().st_ino == inode
+
+
+def test_offset_block_ids_survive_the_wire_and_other_ids_name_no_offset():
+    wire = _block_id(offset_block_id(16 * MiB))  # the SDK base64-encodes ids
+    assert block_offset(decode_block_id(wire)) == 16 * MiB
+    assert len(offset_block_id(0)) == len(offset_block_id(10**19))  # one length per blob
+    assert block_offset(b"00000000000000000000000000000000") is None
+    assert block_offset(b"amlmm-offset-12") is None
+    with pytest.raises(ValueError):
+        offset_block_id(-1)
+
+
+def test_large_aligned_blocks_go_to_disk_around_the_page_cache(store, tmp_path):
+    (tmp_path / "probe").touch()
+    probe = DirectRegion.open(tmp_path / "probe", 0, AlignedBuffers(ALIGNMENT, keep=0))
+    if probe is None:
+        pytest.skip("this file system refuses O_DIRECT")
+    probe.close()
+    data = os.urandom(2 * WRITE_BATCH + ALIGNMENT + 123)  # whole buffers, then a ragged end
+    name = offset_block_id(0)
+    writer = store.reserve_block("models", "m.bin", len(data), block_id=_block_id(name))
+    assert writer._direct is not None
+    for start in range(0, len(data), 300_007):  # chunks that straddle the buffer's edges
+        writer.write_chunks([data[start : start + 300_007]])
+    writer.finish()
+    store.stage_block("models", "m.bin", _block_id(name), writer)
+    small = store.reserve_block("models", "m.bin", 10, block_id=_block_id("s"))
+    assert small._direct is None  # small, and not aligned either
+    small.discard()
+    _commit(store, "m.bin", name)
+    assert store.path_of("models", "m.bin").read_bytes() == data
+
+
+def test_blocks_are_buffered_where_the_file_system_refuses_o_direct(store, monkeypatch):
+    real_open = os.open
+
+    def refusing_open(path, flags, *args, **kwargs):
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    data = os.urandom(WRITE_BATCH + 5)
+    staging = _stage(store, "m.bin", "a", data)
+    assert store._direct_supported is False
+    _commit(store, "m.bin", "a")
+    assert store.path_of("models", "m.bin").read_bytes() == data
+    assert not staging.exists()
 
 
 def test_a_block_staged_again_replaces_the_earlier_one(store):

@@ -1,20 +1,24 @@
 """Upload of model and driver files to an Azure Blob container given by a container SAS URL.
 
 Through azure-storage-blob (imported on first use): chunked, concurrent, streamed from the
-file or stream, so a file is never held in memory whole. The embedded backend serves the same
-subset of the Blob protocol, so the same code uploads to it.
+file or stream, so a file is never held in memory whole. A large file goes block by block
+through the SDK's Put Block and Put Block List, with ids that name each block's offset
+(``block_ids``); anything else through the SDK's ``upload_blob``. The embedded backend serves
+the same subset of the Blob protocol, so the same code uploads to it.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from amlmm_magics.api.errors import ModelManagementError
+from amlmm_magics.block_ids import offset_block_id
 from amlmm_magics.redact import install_log_redaction, redact_text
 
 BLOCK_SIZE = 16 * 1024 * 1024  # measured: fewer, larger blocks upload fastest here
@@ -42,15 +46,17 @@ def upload_blob(
     content_type: str | None = None,
     length: int | None = None,
     overwrite: bool = False,
-    max_concurrency: int | None = None,
+    max_concurrency: int = 2,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> str:
     """Upload a file (path or binary stream) as ``blob_name``; answer its URL with the SAS.
 
-    The URL answered is what ``register_model`` and manifest assets take.
-    ``max_concurrency`` defaults to 2 parallel block requests, 1 to a store on this machine.
+    The URL answered is what ``register_model`` and manifest assets take. A file larger
+    than SINGLE_PUT_SIZE goes in blocks of BLOCK_SIZE, ``max_concurrency`` at a time, each
+    named by its offset (``block_ids``) so the embedded store writes it in place.
     """
     try:
+        from azure.core import MatchConditions
         from azure.core.exceptions import AzureError
         from azure.storage.blob import BlobClient, ContentSettings
     except ImportError as exc:  # pragma: no cover - declared dependency
@@ -59,27 +65,30 @@ def upload_blob(
         "urllib3.connectionpool", "azure.core.pipeline.policies.http_logging_policy"
     )
     url = blob_url(container_sas_url, blob_name)
-    if max_concurrency is None:
-        max_concurrency = 1 if _is_loopback(url) else 2
     client = BlobClient.from_blob_url(
         url, max_block_size=BLOCK_SIZE, max_single_put_size=SINGLE_PUT_SIZE,
         use_byte_buffer=True,
     )
     settings = ContentSettings(content_type=content_type) if content_type else None
-    kwargs: dict[str, Any] = {
-        "overwrite": overwrite,
-        "max_concurrency": max_concurrency,
-        "content_settings": settings,
-    }
-    if progress is not None:
-        kwargs["progress_hook"] = progress
     try:
-        if isinstance(source, str | os.PathLike):
-            path = Path(source)
-            with path.open("rb") as stream:
-                client.upload_blob(stream, length=path.stat().st_size, **kwargs)
+        size = Path(source).stat().st_size if isinstance(source, str | os.PathLike) else None
+        if size is not None and size > SINGLE_PUT_SIZE:
+            ids = _stage_blocks(client, Path(source), size, max_concurrency, progress)
+            condition = {} if overwrite else {"match_condition": MatchConditions.IfMissing}
+            client.commit_block_list(ids, content_settings=settings, **condition)
         else:
-            client.upload_blob(source, length=length, **kwargs)
+            kwargs: dict[str, Any] = {
+                "overwrite": overwrite,
+                "max_concurrency": max_concurrency,
+                "content_settings": settings,
+            }
+            if progress is not None:
+                kwargs["progress_hook"] = progress
+            if size is not None:
+                with Path(source).open("rb") as stream:
+                    client.upload_blob(stream, length=size, **kwargs)
+            else:
+                client.upload_blob(source, length=length, **kwargs)
     except AzureError as exc:
         message = getattr(exc, "message", None) or str(exc)
         first_line = redact_text(str(message)).strip().splitlines()[0] if message else ""
@@ -95,17 +104,50 @@ def upload_blob(
     return url
 
 
-def _is_loopback(url: str) -> bool:
-    """Whether the URL's host is this machine.
+def _stage_blocks(
+    client: Any,
+    path: Path,
+    size: int,
+    max_concurrency: int,
+    progress: Callable[[int, int | None], None] | None,
+) -> list[str]:
+    """Put the file's blocks, at most ``max_concurrency`` at a time (so at most that many
+    blocks in memory); answer their ids in blob order.
 
-    Parallel requests gain nothing over loopback, and blocks arriving in order let the
-    embedded store commit them without copying (measured here, medians of 5: a 1 GiB upload
-    took 3.5 s with one request at a time, 5.5 s with two).
+    The SDK's own uploader gives blocks random ids: with parallel requests they reach a
+    store in any order, and the embedded store then has to copy the whole blob to commit it
+    (measured here, 1 GiB: 1.4-1.5 s when the order held, 3-7 s when it did not).
     """
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a name, not an address
-        return False
+    offsets = range(0, size, BLOCK_SIZE)
+    limit = max(1, max_concurrency)
+    sent = 0
+    lock = threading.Lock()
+
+    def stage(fd: int, offset: int) -> None:
+        nonlocal sent
+        wanted = min(BLOCK_SIZE, size - offset)
+        data = os.pread(fd, wanted, offset)
+        if len(data) != wanted:
+            raise BlobUploadError(f"{path} changed size while it was being uploaded.")
+        client.stage_block(offset_block_id(offset), data, length=len(data))
+        if progress is not None:
+            with lock:
+                sent += len(data)
+                progress(sent, size)
+
+    with path.open("rb") as handle, ThreadPoolExecutor(limit) as pool:
+        running: set[Future[None]] = set()
+        try:
+            for offset in offsets:
+                if len(running) >= limit:
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        future.result()
+                running.add(pool.submit(stage, handle.fileno(), offset))
+            for future in running:
+                future.result()
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+    return [offset_block_id(offset) for offset in offsets]

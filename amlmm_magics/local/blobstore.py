@@ -9,7 +9,7 @@ On disk, under the root folder::
     <container>/<key>.json                sidecar: properties, names of the files below
     <container>/<key>.<version>.data      the committed bytes of one version
     <container>/<key>.<version>.blocks    its committed block list (blobs made of blocks)
-    .staging/<container>/<key>/<n>.staged uncommitted blocks' bytes, in arrival order
+    .staging/<container>/<key>/<n>.staged uncommitted blocks' bytes (see below)
     .staging/<container>/<key>/<block>    one per uncommitted block: [file, offset, size]
     .tmp/                                 bodies being received, blobs being assembled
 
@@ -17,8 +17,11 @@ On disk, under the root folder::
 whatever it contains; names are still validated so a hostile one fails loudly. A commit
 writes a new version's data file, then swaps the sidecar with ``os.replace``: a crash leaves
 either the old blob or the new one, never a mix, and readers never see a partial file. Blocks
-are written where they will stay: a block list naming them in the order they arrived (what
-the SDK sends) makes the staging file the new version's data file without copying a byte.
+are written where they will stay: each at the offset its id names when it has an amlmm
+uploader's id (``block_ids``), others one after the other as they arrive. A block list naming
+blocks in the order they lie in the staging file (what amlmm's uploader sends, and what the
+SDK sends when it uploads one block at a time) makes the staging file the new version's data
+file without copying a byte; any other list is assembled by copy.
 Bodies stream to and from disk in chunks; no blob is ever held in memory whole.
 """
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import bisect
 import contextlib
 import functools
 import hashlib
@@ -55,6 +59,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from amlmm_magics.block_ids import block_offset
+from amlmm_magics.local.directio import ALIGNMENT, AlignedBuffers, DirectRegion
 from amlmm_magics.local.sas import DEFAULT_VERSION, SasError, verify_sas
 
 logger = logging.getLogger(__name__)
@@ -64,6 +70,10 @@ CHUNK_SIZE = MiB
 # Received bytes are written in batches of this size (measured: larger batches, fewer
 # thread hops; two may be in memory per request).
 WRITE_BATCH = 4 * MiB
+# Blocks from this size on are written around the page cache (see directio); a few aligned
+# buffers stay allocated for them between requests.
+DIRECT_MIN_BYTES = MiB
+DIRECT_BUFFERS_KEPT = 4
 DEFAULT_MAX_BLOCK_BYTES = 4000 * MiB
 DEFAULT_MAX_PUT_BYTES = 5000 * MiB
 # 50,000 entries of the longest block id fit well inside this.
@@ -293,9 +303,9 @@ class BlockWriter(_Receiver):
     """One Put Block's body, written straight into the region of its blob's staging file
     that ``BlobStore.reserve_block`` set aside for it.
 
-    Blocks land one after the other in the order they arrive; a block list that commits
-    them in that order commits the staging file itself, with no copy. Nothing is synced
-    here (see BodyWriter.finish): the commit syncs what it keeps.
+    A block list that names the blocks in the order they lie in the file commits the staging
+    file itself, with no copy. Nothing is synced here (see BodyWriter.finish): the commit
+    syncs what it keeps.
     """
 
     def __init__(
@@ -307,6 +317,7 @@ class BlockWriter(_Receiver):
         self.offset = offset
         self.length = length
         self._fd: int | None = os.open(staging.path, os.O_WRONLY)
+        self._direct = store.direct_region(staging.path, offset, length)
 
     def __repr__(self) -> str:
         return f"BlockWriter({self.staging.path.name!r}, {self.offset}, {self.length})"
@@ -319,10 +330,16 @@ class BlockWriter(_Receiver):
             raise ValueError("this block writer is closed")
         if self.size + sum(len(b) for b in buffers) > self.length:
             raise _length_mismatch()  # never past the region: the next block's starts there
+        if self._direct is not None:
+            return self._direct.write(buffers)
         return os.pwritev(self._fd, buffers, self.offset + self.size)
 
     def finish(self, *, durable: bool = True) -> None:
         del durable  # a staged block is synced by its commit, if any
+        with self._io:
+            if self._direct is not None and self._fd is not None:
+                direct, self._direct = self._direct, None
+                direct.finish(self._fd)
         self._close()
 
     def discard(self) -> None:
@@ -332,6 +349,9 @@ class BlockWriter(_Receiver):
 
     def _close(self) -> None:
         with self._io:
+            if self._direct is not None:
+                self._direct.close()
+                self._direct = None
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -440,11 +460,32 @@ _Piece = tuple[Path | None, int, int]
 
 @dataclass(eq=False)
 class _Staging:
-    """A blob's current staging file: where its next block goes, who is writing into it."""
+    """A blob's current staging file: which regions blocks have, who is writing into it."""
 
     path: Path
     end: int = 0
     writers: set[BlockWriter] = field(default_factory=set)
+    # (start, end) of every region given out and not given back, in order.
+    regions: list[tuple[int, int]] = field(default_factory=list)
+
+    def place(self, length: int, wanted: int | None) -> int:
+        """Give a block of ``length`` bytes its region: from ``wanted`` when that is free,
+        else after every other."""
+        start = self.end
+        if wanted is not None and self._free(wanted, wanted + length):
+            start = wanted
+        bisect.insort(self.regions, (start, start + length))
+        self.end = max(self.end, start + length)
+        return start
+
+    def give_back(self, start: int, length: int) -> None:
+        self.regions.remove((start, start + length))
+
+    def _free(self, start: int, end: int) -> bool:
+        index = bisect.bisect_left(self.regions, (start, end))
+        before_ends = self.regions[index - 1][1] if index else 0
+        after_starts = self.regions[index][0] if index < len(self.regions) else end
+        return before_ends <= start and end <= after_starts
 
 
 def _staged_entry(folder: Path, hex_id: str) -> _Piece | None:
@@ -490,6 +531,8 @@ class BlobStore:
         self._lock = threading.Lock()
         # The staging file new blocks of each blob go to (one folder per blob).
         self._staging_files: dict[Path, _Staging] = {}
+        self._direct_buffers = AlignedBuffers(WRITE_BATCH, keep=DIRECT_BUFFERS_KEPT)
+        self._direct_supported = True  # until the file system refuses O_DIRECT once
 
     def __repr__(self) -> str:
         return f"BlobStore({str(self.root)!r})"
@@ -567,9 +610,17 @@ class BlobStore:
         return properties
 
     def reserve_block(
-        self, container: str, blob: str, length: int, *, hashed: bool = False
+        self,
+        container: str,
+        blob: str,
+        length: int,
+        *,
+        hashed: bool = False,
+        block_id: str | None = None,
     ) -> BlockWriter:
-        """A writer for a block of ``length`` bytes, at the end of the blob's staging file."""
+        """A writer for a block of ``length`` bytes in the blob's staging file: at the offset
+        its id names (``block_ids``) when that region is free, else after the other blocks."""
+        wanted = block_offset(decode_block_id(block_id)) if block_id is not None else None
         self._check_writable(container, blob)
         folder = self._staging_folder(container, blob)
         with self._lock:
@@ -579,15 +630,30 @@ class BlobStore:
                 path = folder / f"{secrets.token_hex(8)}{STAGED_DATA_SUFFIX}"
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                 staging = self._staging_files[folder] = _Staging(path)
-            writer = BlockWriter(self, staging, staging.end, length, hashed=hashed)
-            staging.end += length
+            offset = staging.place(length, wanted)
+            writer = BlockWriter(self, staging, offset, length, hashed=hashed)
             staging.writers.add(writer)
         return writer
 
+    def direct_region(self, path: Path, offset: int, length: int) -> DirectRegion | None:
+        """Where a large block's bytes can go to disk around the page cache (see
+        ``directio``); None for small or unaligned blocks, or where the file system refuses."""
+        if length < DIRECT_MIN_BYTES or offset % ALIGNMENT or not self._direct_supported:
+            return None
+        region = DirectRegion.open(path, offset, self._direct_buffers)
+        if region is None:
+            self._direct_supported = False
+            logger.info("the file system of %s does not take O_DIRECT: writes are buffered",
+                        self.root)
+        return region
+
     def release(self, writer: BlockWriter) -> None:
-        """Forget a writer that will not be staged (its request failed)."""
+        """Forget a writer that will not be staged (its request failed); its region is
+        free again (a retry of the block can have it)."""
         with self._lock:
-            writer.staging.writers.discard(writer)
+            if writer in writer.staging.writers:
+                writer.staging.writers.discard(writer)
+                writer.staging.give_back(writer.offset, writer.length)
 
     def stage_block(self, container: str, blob: str, block_id: str, writer: BlockWriter) -> None:
         """Keep a finished block as an uncommitted block of the blob (Put Block).
@@ -1389,7 +1455,7 @@ class _BlobService:
         # but the SDK does not read it): it costs a large upload dearly.
         writer = await run_in_threadpool(
             functools.partial(self.store.reserve_block, container, blob, length,
-                              hashed="content-md5" in request.headers)
+                              hashed="content-md5" in request.headers, block_id=block_id)
         )
         md5 = await _receive_body(request, writer, length)
         try:

@@ -1,0 +1,72 @@
+"""Writes around the page cache: aligned buffers, whole-buffer writes, the ragged end."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import pytest
+
+from amlmm_magics.local.directio import ALIGNMENT, AlignedBuffers, DirectRegion
+from amlmm_magics.local.server import keep_freed_heap
+
+
+@pytest.fixture()
+def target(tmp_path):
+    path = tmp_path / "blob.staged"
+    path.touch()
+    probe = DirectRegion.open(path, 0, AlignedBuffers(ALIGNMENT, keep=0))
+    if probe is None:
+        pytest.skip("this file system refuses O_DIRECT")
+    probe.close()
+    return path
+
+
+def test_a_region_writes_every_byte_in_place(target):
+    buffers = AlignedBuffers(4 * ALIGNMENT, keep=1)
+    target.write_bytes(b"h" * (2 * ALIGNMENT))  # what lies before the region stays
+    data = os.urandom(9 * ALIGNMENT + 77)
+    region = DirectRegion.open(target, 2 * ALIGNMENT, buffers)
+    assert region is not None
+    taken = sum(region.write([memoryview(data)[i : i + 5000]]) for i in range(0, len(data), 5000))
+    assert taken == len(data)
+    fd = os.open(target, os.O_WRONLY)
+    try:
+        region.finish(fd)
+    finally:
+        os.close(fd)
+    assert target.read_bytes() == b"h" * (2 * ALIGNMENT) + data
+    with pytest.raises(ValueError, match="closed"):
+        region.write([memoryview(b"late")])
+
+
+def test_regions_start_on_an_aligned_offset():
+    with pytest.raises(ValueError, match="not a multiple"):
+        DirectRegion(-1, 100, AlignedBuffers(ALIGNMENT, keep=0))
+
+
+def test_buffers_are_reused_up_to_the_number_kept():
+    buffers = AlignedBuffers(ALIGNMENT, keep=1)
+    first, second = buffers.take(), buffers.take()
+    second_memory = second.obj
+    buffers.give(first)
+    buffers.give(second)  # beyond what is kept: unmapped
+    assert buffers.take() is first
+    assert second_memory.closed
+    with pytest.raises(ValueError):
+        AlignedBuffers(ALIGNMENT + 1, keep=1)
+
+
+def test_a_closed_region_gives_its_buffer_back_unwritten(target):
+    buffers = AlignedBuffers(ALIGNMENT, keep=2)
+    region = DirectRegion.open(target, 0, buffers)
+    assert region is not None
+    region.write([memoryview(b"never written")])
+    region.close()
+    assert target.stat().st_size == 0
+    assert repr(buffers) == f"AlignedBuffers(size={ALIGNMENT}, free=1)"
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_the_daemon_keeps_freed_heap_for_the_next_bodies():
+    assert keep_freed_heap() is True
