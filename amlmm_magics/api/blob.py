@@ -111,24 +111,22 @@ def _stage_blocks(
     max_concurrency: int,
     progress: Callable[[int, int | None], None] | None,
 ) -> list[str]:
-    """Put the file's blocks, at most ``max_concurrency`` at a time (so at most that many
-    blocks in memory); answer their ids in blob order.
+    """Put the file's blocks, ``max_concurrency`` requests at a time; answer their ids in blob
+    order.
 
     The SDK's own uploader gives blocks random ids: with parallel requests they reach a
     store in any order, and the embedded store then has to copy the whole blob to commit it
-    (measured here, 1 GiB: 1.4-1.5 s when the order held, 3-7 s when it did not).
+    (measured here, 1 GiB: 1.4-1.5 s when the order held, 3-7 s when it did not). The next
+    block is read while the others are sent (measured: 1.52 s instead of 1.70, medians of 8),
+    so at most ``max_concurrency + 1`` blocks are in memory.
     """
     offsets = range(0, size, BLOCK_SIZE)
     limit = max(1, max_concurrency)
     sent = 0
     lock = threading.Lock()
 
-    def stage(fd: int, offset: int) -> None:
+    def stage(offset: int, data: bytes) -> None:
         nonlocal sent
-        wanted = min(BLOCK_SIZE, size - offset)
-        data = os.pread(fd, wanted, offset)
-        if len(data) != wanted:
-            raise BlobUploadError(f"{path} changed size while it was being uploaded.")
         client.stage_block(offset_block_id(offset), data, length=len(data))
         if progress is not None:
             with lock:
@@ -139,11 +137,16 @@ def _stage_blocks(
         running: set[Future[None]] = set()
         try:
             for offset in offsets:
-                if len(running) >= limit:
+                wanted = min(BLOCK_SIZE, size - offset)
+                data = os.pread(handle.fileno(), wanted, offset)
+                if len(data) != wanted:
+                    raise BlobUploadError(f"{path} changed size while it was being uploaded.")
+                while len(running) >= limit:
                     finished, running = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:
                         future.result()
-                running.add(pool.submit(stage, handle.fileno(), offset))
+                running.add(pool.submit(stage, offset, data))
+                del data  # the worker holds it now; this loop reads the next one
             for future in running:
                 future.result()
         except BaseException:
