@@ -19,6 +19,7 @@ from typing import Any
 from amlmm_magics.api import ModelManagementClient, Resource, ResourceNotFoundError
 from amlmm_magics.api.blob import upload_blob
 from amlmm_magics.connection import Connection
+from amlmm_magics.names import NAME_RULE, is_valid_name
 
 SCHEMA_ASSET = "schema"
 DRIVER_ASSET = "driver"
@@ -35,14 +36,10 @@ class NotFoundError(WorkflowError):
     """No resource has the ID, name or name:version given."""
 
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
-
-
 def check_name(kind: str, name: str) -> None:
     """Refuse a name the service would refuse, before anything is uploaded for it."""
-    if not _NAME_RE.match(name or ""):
-        raise WorkflowError(f"Invalid {kind} name {name!r}: use letters, digits, '.', '_' and "
-                            "'-', starting with a letter or digit")
+    if not is_valid_name(name or ""):
+        raise WorkflowError(f"Invalid {kind} name {name!r}: {NAME_RULE}")
 
 
 @dataclass

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from amlmm_magics.names import NAME_MAX_LENGTH, NAME_PATTERN, NAME_RULE
+
 # pattern -> what a user is told when a value does not match it
 PATTERN_HINTS: dict[str, str] = {}
 
@@ -33,11 +35,8 @@ Name = Annotated[
     str,
     Field(
         min_length=1,
-        max_length=255,
-        pattern=_pattern(
-            r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-            "use letters, digits, '.', '_' and '-', starting with a letter or digit",
-        ),
+        max_length=NAME_MAX_LENGTH,
+        pattern=_pattern(NAME_PATTERN, NAME_RULE),
     ),
 ]
 ServiceName = Annotated[
