@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import fcntl
 import gzip
 import hashlib
 import http.client
@@ -797,7 +798,7 @@ def test_offset_block_ids_survive_the_wire_and_other_ids_name_no_offset():
 
 def test_large_aligned_blocks_go_to_disk_around_the_page_cache(store, tmp_path):
     (tmp_path / "probe").touch()
-    probe = DirectRegion.open(tmp_path / "probe", 0, AlignedBuffers(ALIGNMENT, keep=0))
+    probe = DirectRegion.open(tmp_path / "probe", 0, AlignedBuffers(ALIGNMENT, keep=0), -1)
     if probe is None:
         pytest.skip("this file system refuses O_DIRECT")
     probe.close()
@@ -831,6 +832,22 @@ def test_blocks_are_buffered_where_the_file_system_refuses_o_direct(store, monke
     _commit(store, "m.bin", "a")
     assert store.path_of("models", "m.bin").read_bytes() == data
     assert not staging.exists()
+
+
+def test_a_refused_direct_write_turns_direct_writes_off(store, monkeypatch):
+    real_pwrite = os.pwrite
+
+    def pwrite(fd, data, position):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, position)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    data = os.urandom(WRITE_BATCH + 5)
+    _stage(store, "m.bin", "a", data)
+    assert store._direct_supported is False
+    _commit(store, "m.bin", "a")
+    assert store.path_of("models", "m.bin").read_bytes() == data
 
 
 def test_a_block_staged_again_replaces_the_earlier_one(store):

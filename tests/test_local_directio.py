@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import platform
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,37 +16,63 @@ from amlmm_magics.local.server import keep_freed_heap
 
 
 @pytest.fixture()
-def target(tmp_path):
+def target(tmp_path) -> Path:
     path = tmp_path / "blob.staged"
     path.touch()
-    probe = DirectRegion.open(path, 0, AlignedBuffers(ALIGNMENT, keep=0))
+    probe = DirectRegion.open(path, 0, AlignedBuffers(ALIGNMENT, keep=0), -1)
     if probe is None:
         pytest.skip("this file system refuses O_DIRECT")
     probe.close()
     return path
 
 
-def test_a_region_writes_every_byte_in_place(target):
+@pytest.fixture()
+def buffered_fd(target) -> Iterator[int]:
+    fd = os.open(target, os.O_WRONLY)
+    yield fd
+    os.close(fd)
+
+
+def _write_in_odd_pieces(region: DirectRegion, data: bytes) -> int:
+    return sum(region.write([memoryview(data)[i : i + 5000]]) for i in range(0, len(data), 5000))
+
+
+def test_a_region_writes_every_byte_in_place(target, buffered_fd):
     buffers = AlignedBuffers(4 * ALIGNMENT, keep=1)
     target.write_bytes(b"h" * (2 * ALIGNMENT))  # what lies before the region stays
     data = os.urandom(9 * ALIGNMENT + 77)
-    region = DirectRegion.open(target, 2 * ALIGNMENT, buffers)
+    region = DirectRegion.open(target, 2 * ALIGNMENT, buffers, buffered_fd)
     assert region is not None
-    taken = sum(region.write([memoryview(data)[i : i + 5000]]) for i in range(0, len(data), 5000))
-    assert taken == len(data)
-    fd = os.open(target, os.O_WRONLY)
-    try:
-        region.finish(fd)
-    finally:
-        os.close(fd)
+    assert _write_in_odd_pieces(region, data) == len(data)
+    region.finish()
+    assert not region.refused
     assert target.read_bytes() == b"h" * (2 * ALIGNMENT) + data
     with pytest.raises(ValueError, match="closed"):
         region.write([memoryview(b"late")])
 
 
+def test_writes_the_file_system_refuses_go_through_the_page_cache(target, buffered_fd,
+                                                                  monkeypatch):
+    real_pwrite = os.pwrite
+
+    def pwrite(fd, data, position):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, position)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    data = os.urandom(5 * ALIGNMENT + 9)
+    region = DirectRegion.open(target, 0, AlignedBuffers(2 * ALIGNMENT, keep=0), buffered_fd)
+    assert region is not None
+    assert _write_in_odd_pieces(region, data) == len(data)
+    region.finish()
+    assert region.refused
+    assert target.read_bytes() == data
+
+
 def test_regions_start_on_an_aligned_offset():
     with pytest.raises(ValueError, match="not a multiple"):
-        DirectRegion(-1, 100, AlignedBuffers(ALIGNMENT, keep=0))
+        DirectRegion(-1, 100, AlignedBuffers(ALIGNMENT, keep=0), -1)
 
 
 def test_buffers_are_reused_up_to_the_number_kept():
@@ -57,9 +87,9 @@ def test_buffers_are_reused_up_to_the_number_kept():
         AlignedBuffers(ALIGNMENT + 1, keep=1)
 
 
-def test_a_closed_region_gives_its_buffer_back_unwritten(target):
+def test_a_closed_region_gives_its_buffer_back_unwritten(target, buffered_fd):
     buffers = AlignedBuffers(ALIGNMENT, keep=2)
-    region = DirectRegion.open(target, 0, buffers)
+    region = DirectRegion.open(target, 0, buffers, buffered_fd)
     assert region is not None
     region.write([memoryview(b"never written")])
     region.close()

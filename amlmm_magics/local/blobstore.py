@@ -317,7 +317,7 @@ class BlockWriter(_Receiver):
         self.offset = offset
         self.length = length
         self._fd: int | None = os.open(staging.path, os.O_WRONLY)
-        self._direct = store.direct_region(staging.path, offset, length)
+        self._direct = store.direct_region(staging.path, offset, length, self._fd)
 
     def __repr__(self) -> str:
         return f"BlockWriter({self.staging.path.name!r}, {self.offset}, {self.length})"
@@ -339,7 +339,9 @@ class BlockWriter(_Receiver):
         with self._io:
             if self._direct is not None and self._fd is not None:
                 direct, self._direct = self._direct, None
-                direct.finish(self._fd)
+                direct.finish()
+                if direct.refused:
+                    self.store.refuse_direct_writes()
         self._close()
 
     def discard(self) -> None:
@@ -635,17 +637,24 @@ class BlobStore:
             staging.writers.add(writer)
         return writer
 
-    def direct_region(self, path: Path, offset: int, length: int) -> DirectRegion | None:
+    def direct_region(
+        self, path: Path, offset: int, length: int, buffered_fd: int
+    ) -> DirectRegion | None:
         """Where a large block's bytes can go to disk around the page cache (see
         ``directio``); None for small or unaligned blocks, or where the file system refuses."""
         if length < DIRECT_MIN_BYTES or offset % ALIGNMENT or not self._direct_supported:
             return None
-        region = DirectRegion.open(path, offset, self._direct_buffers)
+        region = DirectRegion.open(path, offset, self._direct_buffers, buffered_fd)
         if region is None:
+            self.refuse_direct_writes()
+        return region
+
+    def refuse_direct_writes(self) -> None:
+        """Buffer every write from now on: this file system does not take O_DIRECT."""
+        if self._direct_supported:
             self._direct_supported = False
             logger.info("the file system of %s does not take O_DIRECT: writes are buffered",
                         self.root)
-        return region
 
     def release(self, writer: BlockWriter) -> None:
         """Forget a writer that will not be staged (its request failed); its region is

@@ -64,21 +64,27 @@ class DirectRegion:
     """Sequential writes filling a file from ``offset`` on, around the page cache.
 
     Bytes wait in an aligned buffer until it is full, then go to disk in one ``O_DIRECT``
-    write; ``finish`` writes what is left, its unaligned end through ``tail_fd`` (an ordinary
-    descriptor of the same file). Not thread-safe: one writer drives it.
+    write; ``finish`` writes what is left, its unaligned end through ``buffered_fd`` (an
+    ordinary descriptor of the same file, which the caller keeps). A file system that took
+    ``O_DIRECT`` when the file was opened but refuses the writes gets them all buffered
+    instead (``refused`` tells). Not thread-safe: one writer drives it.
     """
 
-    def __init__(self, fd: int, offset: int, buffers: AlignedBuffers) -> None:
+    def __init__(self, fd: int, offset: int, buffers: AlignedBuffers, buffered_fd: int) -> None:
         if offset % ALIGNMENT:
             raise ValueError(f"offset {offset} is not a multiple of {ALIGNMENT}")
+        self.refused = False
         self._fd: int | None = fd
+        self._buffered_fd = buffered_fd
         self._buffers = buffers
         self._buffer: memoryview | None = buffers.take()
         self._start = offset  # where the buffer's first byte goes in the file
         self._fill = 0
 
     @classmethod
-    def open(cls, path: Path, offset: int, buffers: AlignedBuffers) -> DirectRegion | None:
+    def open(
+        cls, path: Path, offset: int, buffers: AlignedBuffers, buffered_fd: int
+    ) -> DirectRegion | None:
         """A region of ``path`` from ``offset``; None where the file system refuses
         ``O_DIRECT`` (tmpfs before Linux 6.6, some network and FUSE file systems)."""
         flag = getattr(os, "O_DIRECT", 0)
@@ -90,7 +96,7 @@ class DirectRegion:
             if exc.errno in _UNSUPPORTED:
                 return None
             raise
-        return cls(fd, offset, buffers)
+        return cls(fd, offset, buffers, buffered_fd)
 
     def write(self, chunks: Sequence[memoryview]) -> int:
         """Take all of ``chunks``; answer how many bytes that was."""
@@ -107,16 +113,12 @@ class DirectRegion:
                     self._write_out(len(buffer))
         return taken
 
-    def finish(self, tail_fd: int) -> None:
+    def finish(self) -> None:
         """Write what the buffer still holds, then let go of the buffer and descriptor."""
         try:
             buffer = self._open_buffer()
             self._write_out(self._fill - self._fill % ALIGNMENT)
-            tail = buffer[: self._fill]
-            position = self._start
-            while tail:
-                written = os.pwrite(tail_fd, tail, position)
-                tail, position = tail[written:], position + written
+            self._write_all(self._buffered_fd, buffer[: self._fill], self._start)
             self._fill = 0
         finally:
             self.close()
@@ -140,11 +142,22 @@ class DirectRegion:
         rest of what it holds to its start."""
         buffer = self._open_buffer()
         assert self._fd is not None
-        done = 0
-        while done < count:
-            done += os.pwrite(self._fd, buffer[done:count], self._start + done)
+        try:
+            self._write_all(self._buffered_fd if self.refused else self._fd, buffer[:count],
+                            self._start)
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED:
+                raise
+            self.refused = True
+            self._write_all(self._buffered_fd, buffer[:count], self._start)
         rest = self._fill - count
         if rest:
             buffer[:rest] = buffer[count : self._fill]
         self._start += count
         self._fill = rest
+
+    @staticmethod
+    def _write_all(fd: int, data: memoryview, position: int) -> None:
+        while data:
+            written = os.pwrite(fd, data, position)
+            data, position = data[written:], position + written
