@@ -109,3 +109,19 @@ def local(local_home: Path):
     connection = connect_local(local_home)
     yield connection
     connection.client.close()
+
+
+@pytest.fixture()
+def direct_writes_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system that opens files with O_DIRECT but refuses the writes (EINVAL)."""
+    import errno
+    import fcntl
+
+    real_pwrite = os.pwrite
+
+    def pwrite(fd: int, data: bytes, position: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, position)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import errno
-import fcntl
 import gzip
 import hashlib
 import http.client
@@ -834,15 +833,7 @@ def test_blocks_are_buffered_where_the_file_system_refuses_o_direct(store, monke
     assert not staging.exists()
 
 
-def test_a_refused_direct_write_turns_direct_writes_off(store, monkeypatch):
-    real_pwrite = os.pwrite
-
-    def pwrite(fd, data, position):
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_pwrite(fd, data, position)
-
-    monkeypatch.setattr(os, "pwrite", pwrite)
+def test_a_refused_direct_write_turns_direct_writes_off(store, direct_writes_refused):
     data = os.urandom(WRITE_BATCH + 5)
     _stage(store, "m.bin", "a", data)
     assert store._direct_supported is False

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import platform
 from collections.abc import Iterator
@@ -52,15 +50,7 @@ def test_a_region_writes_every_byte_in_place(target, buffered_fd):
 
 
 def test_writes_the_file_system_refuses_go_through_the_page_cache(target, buffered_fd,
-                                                                  monkeypatch):
-    real_pwrite = os.pwrite
-
-    def pwrite(fd, data, position):
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_pwrite(fd, data, position)
-
-    monkeypatch.setattr(os, "pwrite", pwrite)
+                                                                  direct_writes_refused):
     data = os.urandom(5 * ALIGNMENT + 9)
     region = DirectRegion.open(target, 0, AlignedBuffers(2 * ALIGNMENT, keep=0), buffered_fd)
     assert region is not None
