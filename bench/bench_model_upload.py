@@ -78,11 +78,11 @@ def main() -> None:
 
         cp_s, cp_sync_s, upload_s, growths = [], [], [], []
         with embedded_backend() as conn:
-            # Interleaved rounds, each starting from a synced disk: this disk's write speed
-            # swings with whatever else flushes to it, and both sides see the same swings.
-            for round_ in range(args.rounds):
+            def copies() -> None:
                 cp_s.append(timed_copy(artifact.path, work / "copy.bin", sync=False))
                 cp_sync_s.append(timed_copy(artifact.path, work / "copy.bin", sync=True))
+
+            def upload(round_: int) -> None:
                 subprocess.run(["sync"], check=True)
                 reset_peak()
                 before = peak_rss()
@@ -92,6 +92,17 @@ def main() -> None:
                             content_type=artifact.mime_type)
                 upload_s.append(time.perf_counter() - started)
                 growths.append((peak_rss() - before) / MiB)
+
+            # Interleaved rounds, each step starting from a synced disk, the side that goes
+            # first alternating: this disk's write speed swings with whatever was written
+            # just before (the host is still flushing it), and both sides see the same swings.
+            for round_ in range(args.rounds):
+                if round_ % 2:
+                    upload(round_)
+                    copies()
+                else:
+                    copies()
+                    upload(round_)
         mib = size / MiB
         cp, cp_sync, upload = (statistics.median(x) for x in (cp_s, cp_sync_s, upload_s))
         print(f"{args.rounds} rounds, medians: cp {cp:.2f} s ({mib / cp:.0f} MiB/s); cp + sync "
