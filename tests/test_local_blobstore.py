@@ -772,6 +772,14 @@ def test_a_block_whose_named_region_is_taken_goes_after_the_others(store):
     assert store.path_of("models", "m.bin").read_bytes() == b"efghijabcd"
 
 
+def test_a_block_naming_an_offset_far_past_the_others_goes_after_them(store):
+    far = offset_block_id(10**19)
+    staging = _stage(store, "m.bin", far, b"tail")
+    assert staging.stat().st_size == 4
+    _commit(store, "m.bin", far)
+    assert store.path_of("models", "m.bin").read_bytes() == b"tail"
+
+
 def test_a_failed_block_gives_its_named_region_back_for_the_retry(store):
     name = offset_block_id(0)
     failed = store.reserve_block("models", "m.bin", 4, block_id=_block_id(name))

@@ -74,6 +74,10 @@ WRITE_BATCH = 4 * MiB
 # buffers stay allocated for them between requests.
 DIRECT_MIN_BYTES = MiB
 DIRECT_BUFFERS_KEPT = 4
+# How far past the blocks already placed a block that names its offset may land: parallel
+# uploads run a few blocks ahead; an id naming an offset of exabytes must not make a file
+# that size (sparse, but past what the file system allows).
+MAX_PLACEMENT_GAP = 1024 * MiB
 DEFAULT_MAX_BLOCK_BYTES = 4000 * MiB
 DEFAULT_MAX_PUT_BYTES = 5000 * MiB
 # 50,000 entries of the longest block id fit well inside this.
@@ -471,10 +475,11 @@ class _Staging:
     regions: list[tuple[int, int]] = field(default_factory=list)
 
     def place(self, length: int, wanted: int | None) -> int:
-        """Give a block of ``length`` bytes its region: from ``wanted`` when that is free,
-        else after every other."""
+        """Give a block of ``length`` bytes its region: from ``wanted`` when that is free and
+        not far past the other blocks, else after every other."""
         start = self.end
-        if wanted is not None and self._free(wanted, wanted + length):
+        if (wanted is not None and wanted - self.end <= MAX_PLACEMENT_GAP
+                and self._free(wanted, wanted + length)):
             start = wanted
         bisect.insort(self.regions, (start, start + length))
         self.end = max(self.end, start + length)
