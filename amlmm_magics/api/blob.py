@@ -54,6 +54,7 @@ def upload_blob(
     The URL answered is what ``register_model`` and manifest assets take. A file larger
     than SINGLE_PUT_SIZE goes in blocks of BLOCK_SIZE, ``max_concurrency`` at a time, each
     named by its offset (``block_ids``) so the embedded store writes it in place.
+    ``progress(sent, total)`` is called after each block, from the thread that sent it.
     """
     try:
         from azure.core import MatchConditions
