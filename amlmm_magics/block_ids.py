@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 _PREFIX = b"amlmm-offset-"
-_ADDRESSED = re.compile(rb"amlmm-offset-(\d{20})")
+_ADDRESSED = re.compile(re.escape(_PREFIX) + rb"(\d{20})")
 
 
 def offset_block_id(offset: int) -> str:
@@ -27,4 +27,3 @@ def block_offset(raw_id: bytes) -> int | None:
     other form."""
     match = _ADDRESSED.fullmatch(raw_id)
     return int(match.group(1)) if match else None
-

@@ -72,9 +72,10 @@ def upload_blob(
     )
     settings = ContentSettings(content_type=content_type) if content_type else None
     try:
-        size = Path(source).stat().st_size if isinstance(source, str | os.PathLike) else None
-        if size is not None and size > SINGLE_PUT_SIZE:
-            ids = _stage_blocks(client, Path(source), size, max_concurrency, progress)
+        path = Path(source) if isinstance(source, str | os.PathLike) else None
+        size = path.stat().st_size if path is not None else None
+        if path is not None and size is not None and size > SINGLE_PUT_SIZE:
+            ids = _stage_blocks(client, path, size, max_concurrency, progress)
             condition = {} if overwrite else {"match_condition": MatchConditions.IfMissing}
             client.commit_block_list(ids, content_settings=settings, **condition)
         else:
@@ -85,8 +86,8 @@ def upload_blob(
             }
             if progress is not None:
                 kwargs["progress_hook"] = progress
-            if size is not None:
-                with Path(source).open("rb") as stream:
+            if path is not None:
+                with path.open("rb") as stream:
                     client.upload_blob(stream, length=size, **kwargs)
             else:
                 client.upload_blob(source, length=length, **kwargs)
