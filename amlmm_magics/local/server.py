@@ -65,6 +65,7 @@ def serve(home: Home, port: int = 0) -> None:
 
     from amlmm_magics.local.app import create_app
     from amlmm_magics.local.backend import Backend
+    from amlmm_magics.local.http_protocol import http_protocol
 
     home.create()
     keep_freed_heap()
@@ -80,7 +81,7 @@ def serve(home: Home, port: int = 0) -> None:
     app = create_app(backend, secret.token, secret.account_key)
     # log_config=None: uvicorn's loggers go through the redacting handler above.
     config = uvicorn.Config(app, log_config=None, log_level="info", access_log=True,
-                            lifespan="off", timeout_graceful_shutdown=10)
+                            lifespan="off", timeout_graceful_shutdown=10, http=http_protocol())
     server = uvicorn.Server(config)
 
     def started() -> None:
