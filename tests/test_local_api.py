@@ -183,7 +183,9 @@ def test_image_listing_filters_and_answers(local, built):
     assert got.creationState == "Succeeded" and got.imageType == "Docker"
     assert got.computeResourceId == "local" and got.manifest.id == image.manifest.id
     operation = local.client.list_images(manifest_id=image.manifest.id).take(1)[0]
-    assert operation.imageBuildLogUri.startswith(local.client.base_url + "/amlmmlocal/logs/")
+    blob_endpoint = local.storage_sas_url.split("/amlmmlocal/")[0]  # the blob server's own port
+    assert blob_endpoint != local.client.base_url
+    assert operation.imageBuildLogUri.startswith(blob_endpoint + "/amlmmlocal/logs/")
 
 
 def test_image_of_an_unknown_manifest_or_compute_is_refused(local, built):

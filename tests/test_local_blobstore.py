@@ -8,17 +8,18 @@ import gzip
 import hashlib
 import http.client
 import io
+import mmap
 import os
 import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, quote
 
 import pytest
-import uvicorn
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -38,19 +39,16 @@ from azure.storage.blob import (
     generate_blob_sas,
     generate_container_sas,
 )
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Mount, Route
 
 from amlmm_magics.api import blob as api_blob
 from amlmm_magics.block_ids import block_offset, offset_block_id
+from amlmm_magics.local import blob_server as blob_server_module
+from amlmm_magics.local.blob_server import BlobServer, BlobService
 from amlmm_magics.local.blobstore import (
     WRITE_BATCH,
     BlobStore,
     BlobStoreError,
     BlockRef,
-    create_blob_app,
     decode_block_id,
 )
 from amlmm_magics.local.blobstore import ContentSettings as StoredSettings
@@ -78,23 +76,12 @@ def in_an_hour() -> datetime:
 # ----------------------------------------------------------------------------- the server
 
 
-class _Server(uvicorn.Server):
-    """uvicorn in a background thread, telling when it listens."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.listening = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.listening.set()
-
-
 @dataclass
-class BlobServer:
+class Served:
     port: int
     store: BlobStore
     root: Path
+    buffering_port: int  # a server that buffers bodies: the control of the memory test
 
     @property
     def account_url(self) -> str:
@@ -132,41 +119,43 @@ class BlobServer:
             conn.close()
 
 
-async def _buffering_endpoint(request: Request) -> Response:
+class _BufferingHandler(BaseHTTPRequestHandler):
     """What a server that buffers bodies does: the control of the memory test."""
-    body = await request.body()
-    return Response(str(len(body)))
+
+    protocol_version = "HTTP/1.1"
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        answer = str(len(body)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 @pytest.fixture(scope="module")
-def blob_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlobServer]:
+def blob_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("blobstore")
     store = BlobStore(root / "blobs")
     store.create_container("models")
     store.create_container("other")
-    small = create_blob_app(
+    small = BlobService(
         store, SMALL_ACCOUNT, KEY, max_block_bytes=SMALL_LIMIT, max_put_bytes=SMALL_LIMIT
     )
-    app = Starlette(
-        routes=[
-            Mount(f"/{ACCOUNT}", app=create_blob_app(store, ACCOUNT, KEY)),
-            Mount(f"/{SMALL_ACCOUNT}", app=small),
-            Route("/buffering", _buffering_endpoint, methods=["PUT"]),
-        ]
-    )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    server = BlobServer({ACCOUNT: BlobService(store, ACCOUNT, KEY), SMALL_ACCOUNT: small})
+    buffering = ThreadingHTTPServer(("127.0.0.1", 0), _BufferingHandler)
+    thread = threading.Thread(target=buffering.serve_forever, daemon=True)
+    server.start()
     thread.start()
     try:
-        assert server.listening.wait(15), "the blob server did not start"
-        yield BlobServer(sock.getsockname()[1], store, root)
+        yield Served(server.server_address[1], store, root, buffering.server_address[1])
     finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+        server.stop()
+        buffering.shutdown()
+        buffering.server_close()
 
 
 # ----------------------------------------------------------------------------- SAS
@@ -671,10 +660,97 @@ def test_bodies_above_the_limit_are_refused(blob_server):
 
 
 def test_the_account_key_stays_out_of_reprs(blob_server, tmp_path):
-    app = create_blob_app(BlobStore(tmp_path), ACCOUNT, KEY)
-    texts = [repr(app), repr(app.routes), *(repr(r.endpoint) for r in app.routes)]
+    service = BlobService(BlobStore(tmp_path), ACCOUNT, KEY)
+    server = BlobServer({ACCOUNT: service})
+    try:
+        texts = [repr(service), repr(server), repr(server.services), repr(vars(server))]
+    finally:
+        server.server_close()
     for text in texts:
         assert repr(KEY) not in text and KEY_B64 not in text
+
+
+def _connection(blob_server) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", blob_server.port, timeout=30)
+
+
+def _answer(conn: http.client.HTTPConnection) -> tuple[int, dict[str, str], bytes]:
+    response = conn.getresponse()
+    body = response.read()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+
+
+def test_a_refused_body_is_read_and_the_connection_serves_on(blob_server):
+    data = os.urandom(MiB)
+    blob_server.blob("kept.bin").upload_blob(data, overwrite=True)
+    read_only = blob_server.sas(permission="r")
+    block = quote(offset_block_id(0), safe="")
+    conn = _connection(blob_server)
+    try:
+        conn.request("PUT", f"/{ACCOUNT}/models/refused.bin?comp=block&blockid={block}&"
+                     f"{read_only}", body=os.urandom(8 * MiB))
+        status, headers, _ = _answer(conn)
+        assert (status, headers["x-ms-error-code"]) == (403, "AuthorizationPermissionMismatch")
+        assert headers.get("connection") != "close"
+        conn.request("GET", f"/{ACCOUNT}/models/kept.bin?{read_only}")  # the same connection
+        status, _, body = _answer(conn)
+        assert (status, body) == (200, data)
+    finally:
+        conn.close()
+
+
+def test_a_refused_body_past_the_drain_limit_ends_the_connection(blob_server, monkeypatch):
+    monkeypatch.setattr(blob_server_module, "DRAIN_LIMIT", 1024)
+    conn = _connection(blob_server)
+    try:
+        conn.request("PUT", f"/{ACCOUNT}/models/x.bin?{blob_server.sas(permission='r')}",
+                     body=b"x" * 4096, headers={"x-ms-blob-type": "BlockBlob"})
+        status, headers, _ = _answer(conn)
+        assert (status, headers["connection"]) == (403, "close")
+    finally:
+        conn.close()
+
+
+def test_a_client_gone_mid_body_stages_nothing_and_its_retry_lands(blob_server):
+    sas = blob_server.sas()
+    block = offset_block_id(0)
+    data = os.urandom(4 * MiB)
+    with socket.create_connection(("127.0.0.1", blob_server.port)) as sock:
+        sock.sendall(f"PUT /{ACCOUNT}/models/gone.bin?comp=block&blockid={quote(block, safe='')}"
+                     f"&{sas} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n"
+                     .encode() + data[:MiB])
+    blob = blob_server.blob("gone.bin")
+    with pytest.raises(HttpResponseError) as info:
+        blob.commit_block_list([BlobBlock(block)])
+    assert info.value.error_code == "InvalidBlockList"  # the half block was never staged
+    blob.stage_block(block, data)
+    blob.commit_block_list([BlobBlock(block)])
+    assert blob.download_blob().readall() == data
+
+
+@pytest.mark.parametrize(
+    ("request_text", "status", "code"),
+    [
+        ("FOO /{account}/models/a.bin HTTP/1.1\r\n\r\n", 501, "UnsupportedHttpVerb"),
+        ("GET /{long} HTTP/1.1\r\n\r\n", 414, "InvalidUri"),
+        ("GET /{account}/models/a b.bin HTTP/1.1\r\n\r\n", 400, "InvalidInput"),
+        ("PUT /{account}/models/a.bin?{sas} HTTP/1.1\r\nx-ms-blob-type: BlockBlob\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", 411,
+         "MissingContentLengthHeader"),
+        ("GET /elsewhere/models/a.bin?{sas} HTTP/1.1\r\n\r\n", 400, "InvalidUri"),
+    ],
+)  # fmt: skip
+def test_what_http_itself_refuses_is_answered_in_azure_xml(blob_server, request_text, status,
+                                                            code):
+    text = request_text.format(account=ACCOUNT, sas=blob_server.sas(), long="x" * 70_000)
+    with socket.create_connection(("127.0.0.1", blob_server.port), timeout=30) as sock:
+        sock.sendall(text.encode())
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = response.read()
+    assert (response.status, response.getheader("x-ms-error-code")) == (status, code)
+    assert body.startswith(b'<?xml version="1.0" encoding="utf-8"?><Error><Code>')
+    assert response.getheader("content-type") == "application/xml"
 
 
 # ----------------------------------------------------------------------------- the store
@@ -822,6 +898,42 @@ def test_large_aligned_blocks_go_to_disk_around_the_page_cache(store, tmp_path):
     small.discard()
     _commit(store, "m.bin", name)
     assert store.path_of("models", "m.bin").read_bytes() == data
+
+
+def test_a_received_block_is_read_straight_into_the_aligned_buffer_it_is_written_from(
+    store, tmp_path
+):
+    (tmp_path / "probe").touch()
+    probe = DirectRegion.open(tmp_path / "probe", 0, AlignedBuffers(ALIGNMENT, keep=0), -1)
+    if probe is None:
+        pytest.skip("this file system refuses O_DIRECT")
+    probe.close()
+    data = os.urandom(2 * WRITE_BATCH + ALIGNMENT + 123)
+    source = io.BytesIO(data)
+    targets = []
+
+    def read_into(view: memoryview) -> int:
+        targets.append(view.obj)
+        return source.readinto(view[:300_007])  # reads that straddle the buffer's edges
+
+    writer = store.reserve_block("models", "r.bin", len(data), block_id=_block_id("r"))
+    writer.receive(read_into, len(data))
+    writer.finish()
+    store.stage_block("models", "r.bin", _block_id("r"), writer)
+    _commit(store, "r.bin", "r")
+    assert store.path_of("models", "r.bin").read_bytes() == data
+    assert targets and all(isinstance(target, mmap.mmap) for target in targets)
+
+
+def test_a_received_body_lands_whole_whatever_the_read_sizes(store):
+    data = os.urandom(WRITE_BATCH + 12_345)
+    source = io.BytesIO(data)
+    body = store.new_body()
+    body.receive(lambda view: source.readinto(view[:65_537]), len(data))
+    body.finish()
+    store.put_blob("models", "b.bin", body, StoredSettings())
+    assert store.path_of("models", "b.bin").read_bytes() == data
+    assert base64.b64decode(body.md5) == hashlib.md5(data).digest()
 
 
 def test_blocks_are_buffered_where_the_file_system_refuses_o_direct(store, monkeypatch):
@@ -1043,7 +1155,7 @@ def test_a_64_mib_blob_streams_through_without_being_buffered(blob_server):
     # The control: a server that buffers the body grows by the body's size, so the
     # measurement below would catch our store doing the same.
     base = _reset_peak_rss()
-    assert _stream_put(blob_server.port, "/buffering", chunk, count, headers) == 200
+    assert _stream_put(blob_server.buffering_port, "/buffering", chunk, count, headers) == 200
     assert _status_kib("VmHWM") * 1024 - base > 48 * MiB
 
     path = f"/{ACCOUNT}/models/huge.bin?{blob_server.sas()}"

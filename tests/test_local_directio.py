@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from amlmm_magics.local.directio import ALIGNMENT, AlignedBuffers, DirectRegion
-from amlmm_magics.local.server import keep_freed_heap
 
 
 @pytest.fixture()
@@ -87,6 +85,18 @@ def test_a_closed_region_gives_its_buffer_back_unwritten(target, buffered_fd):
     assert repr(buffers) == f"AlignedBuffers(size={ALIGNMENT}, free=1)"
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
-def test_the_daemon_keeps_freed_heap_for_the_next_bodies():
-    assert keep_freed_heap() is True
+def test_a_region_takes_no_more_than_its_buffer_has_room_for(target, buffered_fd):
+    region = DirectRegion(os.open(target, os.O_WRONLY | os.O_DIRECT), 0,
+                          AlignedBuffers(ALIGNMENT, keep=0), buffered_fd)
+    try:
+        region.space()[:3] = b"abc"
+        region.filled(3)
+        assert len(region.space()) == ALIGNMENT - 3
+        with pytest.raises(ValueError, match="do not fit"):
+            region.filled(ALIGNMENT - 2)
+        region.space()[: ALIGNMENT - 3] = b"d" * (ALIGNMENT - 3)
+        region.filled(ALIGNMENT - 3)  # full: written out
+        assert target.read_bytes() == b"abc" + b"d" * (ALIGNMENT - 3)
+        assert len(region.space()) == ALIGNMENT
+    finally:
+        region.close()

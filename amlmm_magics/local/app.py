@@ -24,8 +24,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from amlmm_magics import __version__
 from amlmm_magics.local import schemas
 from amlmm_magics.local.backend import Account, Backend
-from amlmm_magics.local.blobs import ACCOUNT as BLOB_ACCOUNT
-from amlmm_magics.local.blobstore import create_blob_app
 from amlmm_magics.local.errors import ApiError
 from amlmm_magics.local.store import Filter
 
@@ -70,7 +68,7 @@ class LimitApiBody:
         await self.app(scope, receive, send)
 
 
-def create_app(backend: Backend, token: str, account_key: bytes) -> FastAPI:
+def create_app(backend: Backend, token: str) -> FastAPI:
     app = FastAPI(
         title="Azure ML Model Management Account API (amlmm_magics embedded backend)",
         version=API_VERSION,
@@ -327,7 +325,6 @@ def create_app(backend: Backend, token: str, account_key: bytes) -> FastAPI:
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "pid": os.getpid()}
 
-    app.mount(f"/{BLOB_ACCOUNT}", create_blob_app(backend.blobs.store, BLOB_ACCOUNT, account_key))
     app.openapi = lambda: _published(app)  # type: ignore[method-assign]
     return app
 

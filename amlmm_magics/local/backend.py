@@ -86,13 +86,12 @@ def _clean(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class Backend:
-    def __init__(self, home: Home, secret: Secrets, public_url: str) -> None:
+    def __init__(self, home: Home, secret: Secrets, blob_url: str) -> None:
         self.home = home
-        self.public_url = public_url
         self.store = Store(home.database)
         blob_store = BlobStore(home.blobs)
         blob_store.sweep()
-        self.blobs = LocalBlobs(blob_store, secret.account_key, public_url)
+        self.blobs = LocalBlobs(blob_store, secret.account_key, blob_url)
         self.builder = ImageBuilder(home.contexts, home.logs)
         self.local = LocalProcessTarget()
         self._clusters: dict[tuple[str, str], RayServeTarget] = {}

@@ -1,6 +1,6 @@
 """An embedded store that speaks the subset of the Azure Blob REST protocol the SDK uploads with.
 
-``BlobStore`` keeps block blobs on disk; ``create_blob_app`` serves it over HTTP for
+``BlobStore`` keeps block blobs on disk; ``blob_server`` serves it over HTTP for
 ``azure-storage-blob``'s ``upload_blob`` and ``download_blob`` (Put Blob, Put Block, Put Block
 List, Get Blob with ranges, Get Blob Properties), authorized by service SAS tokens.
 
@@ -27,12 +27,10 @@ Bodies stream to and from disk in chunks; no blob is ever held in memory whole.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import bisect
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -43,32 +41,21 @@ import shutil
 import threading
 import time
 import uuid
-import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, BinaryIO
-from xml.sax.saxutils import escape
-
-from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from amlmm_magics.block_ids import block_offset
 from amlmm_magics.local.directio import ALIGNMENT, AlignedBuffers, DirectRegion
-from amlmm_magics.local.sas import DEFAULT_VERSION, SasError, verify_sas
 
 logger = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 CHUNK_SIZE = MiB
-# Received bytes are written in batches of this size (measured: larger batches, fewer
-# thread hops; two may be in memory per request).
+# Received bytes go to disk in writes of this size: the size of the aligned buffers a body
+# is read into around the page cache, and of the buffer other bodies are read into.
 WRITE_BATCH = 4 * MiB
 # Blocks from this size on are written around the page cache (see directio); a few aligned
 # buffers stay allocated for them between requests.
@@ -78,51 +65,15 @@ DIRECT_BUFFERS_KEPT = 4
 # uploads run a few blocks ahead; an id naming an offset of exabytes must not make a file
 # that size (sparse, but past what the file system allows).
 MAX_PLACEMENT_GAP = 1024 * MiB
-DEFAULT_MAX_BLOCK_BYTES = 4000 * MiB
-DEFAULT_MAX_PUT_BYTES = 5000 * MiB
-# 50,000 entries of the longest block id fit well inside this.
-MAX_BLOCK_LIST_BYTES = 16 * MiB
 MAX_BLOCKS = 50_000
 MAX_BLOCK_ID_BYTES = 64
 MAX_BLOB_NAME = 1024
-# Azure computes a range's MD5 only for ranges up to 4 MiB.
-MAX_RANGE_MD5_BYTES = 4 * MiB
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 STAGING_DIR = ".staging"
 STAGED_DATA_SUFFIX = ".staged"
 TEMP_DIR = ".tmp"
 _CONTAINER_RE = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_RANGE_RE = re.compile(r"bytes=(\d+)-(\d*)")
-_ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
-# Request headers asking for features this store lacks. Ignoring them would store the wrong
-# bytes (a copy source, a structured body) or drop what the caller relies on (tags, keys).
-_UNSUPPORTED_WRITE_HEADERS = (
-    "x-ms-copy-source",
-    "x-ms-structured-body",
-    "x-ms-encryption-key",
-    "x-ms-encryption-scope",
-    "x-ms-tags",
-    "x-ms-immutability-policy-until-date",
-    "x-ms-legal-hold",
-)
-# Blob properties: (field, header on writes, plain header also accepted by Put Blob,
-# header on reads).
-_SETTINGS = (
-    ("content_type", "x-ms-blob-content-type", "content-type", "content-type"),
-    ("content_encoding", "x-ms-blob-content-encoding", "content-encoding", "content-encoding"),
-    ("content_language", "x-ms-blob-content-language", "content-language", "content-language"),
-    ("content_disposition", "x-ms-blob-content-disposition", None, "content-disposition"),
-    ("cache_control", "x-ms-blob-cache-control", "cache-control", "cache-control"),
-)
-# SAS fields that override response headers of reads (Azure's rsc* parameters).
-_SAS_OVERRIDES = {
-    "rsct": "content-type",
-    "rsce": "content-encoding",
-    "rscl": "content-language",
-    "rscd": "content-disposition",
-    "rscc": "cache-control",
-}
 
 
 class BlobStoreError(Exception):
@@ -197,31 +148,39 @@ def _no_condition(_current: BlobProperties | None) -> None:
     return None
 
 
-class _Receiver:
+class Receiver:
     """Bytes arriving in chunks, counted and (when ``hashed``) hashed for Content-MD5.
 
-    Writes run in worker threads while the event loop receives the next chunks; a discard
-    (a failed or cancelled request) waits for the write under way, so a file is never closed
-    under it.
+    One thread drives a receiver: the one serving the request it receives.
     """
 
     def __init__(self, *, hashed: bool) -> None:
         self.size = 0
         self._md5 = hashlib.md5() if hashed else None
-        self._io = threading.Lock()
 
-    def write_chunks(self, chunks: list[bytes]) -> None:
+    def receive(self, read_into: Callable[[memoryview], int], length: int) -> None:
+        """Read ``length`` bytes with ``read_into`` and write them.
+
+        ``read_into(view)`` fills the start of ``view`` and answers how many bytes it put there
+        (at least one; it raises where the bytes run out), as a socket's ``recv_into`` does.
+        """
+        scratch = memoryview(bytearray(min(length, WRITE_BATCH)))
+        while length:
+            count = read_into(scratch[: min(len(scratch), length)])
+            self.write_chunks([scratch[:count]])
+            length -= count
+
+    def write_chunks(self, chunks: Sequence[bytes | memoryview]) -> None:
         """Append several received chunks with one system call and no joining copy."""
-        with self._io:
-            pending = [memoryview(chunk) for chunk in chunks if chunk]
-            while pending:
-                written = self._writev(pending)
-                while pending and written >= len(pending[0]):
-                    written -= len(pending[0])
-                    self._account(pending.pop(0))
-                if written:  # a short write ended inside this chunk
-                    self._account(pending[0][:written])
-                    pending[0] = pending[0][written:]
+        pending = [memoryview(chunk) for chunk in chunks if chunk]
+        while pending:
+            written = self._writev(pending)
+            while pending and written >= len(pending[0]):
+                written -= len(pending[0])
+                self._account(pending.pop(0))
+            if written:  # a short write ended inside this chunk
+                self._account(pending[0][:written])
+                pending[0] = pending[0][written:]
 
     def _writev(self, buffers: list[memoryview]) -> int:
         raise NotImplementedError
@@ -249,7 +208,7 @@ class _Receiver:
         raise NotImplementedError
 
 
-class BodyWriter(_Receiver):
+class BodyWriter(Receiver):
     """A request body (or an assembled blob) arriving into a temp file.
 
     A request body is hashed as it arrives (for Content-MD5); an assembled blob is not, so its
@@ -298,12 +257,11 @@ class BodyWriter(_Receiver):
         self._file.close()
 
     def discard(self) -> None:
-        with self._io:
-            self._file.close()
-            self.path.unlink(missing_ok=True)
+        self._file.close()
+        self.path.unlink(missing_ok=True)
 
 
-class BlockWriter(_Receiver):
+class BlockWriter(Receiver):
     """One Put Block's body, written straight into the region of its blob's staging file
     that ``BlobStore.reserve_block`` set aside for it.
 
@@ -329,23 +287,40 @@ class BlockWriter(_Receiver):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.write_chunks([bytes(data)])
 
-    def _writev(self, buffers: list[memoryview]) -> int:
+    def receive(self, read_into: Callable[[memoryview], int], length: int) -> None:
+        """As ``Receiver.receive``; a block written around the page cache is read straight
+        into the aligned buffer it is written from, with no copy in between."""
+        if self._direct is None:
+            super().receive(read_into, length)
+            return
+        self._check_room(length)
+        while length:
+            space = self._direct.space()
+            count = read_into(space[: min(len(space), length)])
+            self._account(space[:count])
+            self._direct.filled(count)
+            length -= count
+
+    def _check_room(self, count: int) -> None:
         if self._fd is None:
             raise ValueError("this block writer is closed")
-        if self.size + sum(len(b) for b in buffers) > self.length:
-            raise _length_mismatch()  # never past the region: the next block's starts there
+        if self.size + count > self.length:
+            raise length_mismatch()  # never past the region: the next block's starts there
+
+    def _writev(self, buffers: list[memoryview]) -> int:
+        self._check_room(sum(len(b) for b in buffers))
         if self._direct is not None:
             return self._direct.write(buffers)
+        assert self._fd is not None  # _check_room refuses a closed writer
         return os.pwritev(self._fd, buffers, self.offset + self.size)
 
     def finish(self, *, durable: bool = True) -> None:
         del durable  # a staged block is synced by its commit, if any
-        with self._io:
-            if self._direct is not None and self._fd is not None:
-                direct, self._direct = self._direct, None
-                direct.finish()
-                if direct.refused:
-                    self.store.refuse_direct_writes()
+        if self._direct is not None and self._fd is not None:
+            direct, self._direct = self._direct, None
+            direct.finish()
+            if direct.refused:
+                self.store.refuse_direct_writes()
         self._close()
 
     def discard(self) -> None:
@@ -354,13 +329,12 @@ class BlockWriter(_Receiver):
         self.store.release(self)
 
     def _close(self) -> None:
-        with self._io:
-            if self._direct is not None:
-                self._direct.close()
-                self._direct = None
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def validate_container_name(name: str) -> None:
@@ -678,7 +652,7 @@ class BlobStore:
         raw_id = decode_block_id(block_id)
         folder = self._staging_folder(container, blob)
         if writer.size != writer.length:
-            raise _length_mismatch()
+            raise length_mismatch()
         entry = [writer.staging.path.name, writer.offset, writer.length]
         with self._lock:
             writer.staging.writers.discard(writer)
@@ -980,684 +954,7 @@ def _blob_not_found() -> BlobStoreError:
     return BlobStoreError(404, "BlobNotFound", "The specified blob does not exist.")
 
 
-# ----------------------------------------------------------------------------------------
-# HTTP: the Azure Blob REST subset
-
-
-def http_date(moment: datetime) -> str:
-    """RFC 1123 date, as in Last-Modified."""
-    return format_datetime(moment.astimezone(UTC), usegmt=True)
-
-
-def _error_body(code: str, message: str, request_id: str) -> bytes:
-    time_text = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    detail = f"{message}\nRequestId:{request_id}\nTime:{time_text}"
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>'
-        f"<Error><Code>{escape(code)}</Code><Message>{escape(detail)}</Message></Error>"
-    ).encode()
-
-
-@dataclass
-class _Call:
-    """What every answer to one request needs to echo."""
-
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    version: str = DEFAULT_VERSION
-    client_request_id: str | None = None
-
-    @classmethod
-    def of(cls, request: Request) -> _Call:
-        version = request.headers.get("x-ms-version") or request.query_params.get("sv")
-        return cls(
-            version=version or DEFAULT_VERSION,
-            client_request_id=request.headers.get("x-ms-client-request-id"),
-        )
-
-    def headers(self) -> dict[str, str]:
-        # Date comes from the server (uvicorn adds it); adding it here would duplicate it.
-        headers = {"x-ms-request-id": self.request_id, "x-ms-version": self.version}
-        if self.client_request_id:
-            headers["x-ms-client-request-id"] = self.client_request_id
-        return headers
-
-
-def _error_response(exc: BlobStoreError | SasError, call: _Call, head: bool) -> Response:
-    headers = call.headers() | {"x-ms-error-code": exc.code}
-    if head or exc.status == 304:
-        return Response(status_code=exc.status, headers=headers)
-    return Response(
-        _error_body(exc.code, exc.message, call.request_id),
-        status_code=exc.status,
-        headers=headers,
-        media_type="application/xml",
-    )
-
-
-def _declared_length(request: Request, limit: int) -> int:
-    """The body size the client announced, refusing what cannot or must not be received."""
-    text = request.headers.get("content-length")
-    if text is None:
-        raise BlobStoreError(
-            411, "MissingContentLengthHeader", "The Content-Length header is required."
-        )
-    if not (text.isascii() and text.isdigit()):  # isdigit alone accepts "²"
-        raise BlobStoreError(400, "InvalidHeaderValue", "The Content-Length header is invalid.")
-    length = int(text)
-    if length > limit:
-        raise BlobStoreError(
-            413,
-            "RequestBodyTooLarge",
-            f"The request body is too large: {length} bytes, at most {limit} are accepted.",
-        )
-    return length
-
-
-async def _receive_body(request: Request, body: _Receiver, expected: int) -> str | None:
-    """Stream the request body into ``body``; answer its base64 MD5 if ``body`` hashes.
-
-    Chunks are gathered up to WRITE_BATCH and written from a worker thread while the next
-    ones arrive, so receiving and writing overlap and memory per request stays around two
-    batches whatever the body size. On any failure the body is discarded.
-    """
-    received = pending = 0
-    chunks: list[bytes] = []
-    writing: asyncio.Future[None] | None = None
-    try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > expected:
-                raise _length_mismatch()
-            chunks.append(chunk)
-            pending += len(chunk)
-            if pending >= WRITE_BATCH:
-                if writing is not None:
-                    await writing
-                writing = asyncio.ensure_future(run_in_threadpool(body.write_chunks, chunks))
-                chunks, pending = [], 0
-        if writing is not None:
-            await writing
-        if chunks:
-            await run_in_threadpool(body.write_chunks, chunks)
-        if body.size != expected:
-            raise _length_mismatch()
-        await run_in_threadpool(body.finish)
-    except BaseException:
-        if writing is not None:
-            writing.cancel()  # the thread's write still runs; discard() waits for it
-        body.discard()
-        raise
-    md5 = body.md5 if body.hashed else None
-    if md5 is not None:
-        try:
-            _check_md5(request, md5)
-        except BlobStoreError:
-            body.discard()
-            raise
-    return md5
-
-
-def _length_mismatch() -> BlobStoreError:
+def length_mismatch() -> BlobStoreError:
     return BlobStoreError(
         400, "InvalidHeaderValue", "The body does not have the length Content-Length announced."
     )
-
-
-def _check_md5(request: Request, md5: str) -> None:
-    claimed = request.headers.get("content-md5")
-    if claimed is not None and claimed != md5:
-        raise BlobStoreError(
-            400, "Md5Mismatch", "The MD5 value specified in the request did not match the body."
-        )
-
-
-def _content_settings(request: Request, plain_headers: bool) -> ContentSettings:
-    """Blob properties from x-ms-blob-* headers (and, for Put Blob, their plain forms)."""
-    headers = request.headers
-    values: dict[str, str] = {}
-    for name, blob_header, plain_header, _ in _SETTINGS:
-        value = headers.get(blob_header)
-        if value is None and plain_headers and plain_header is not None:
-            value = headers.get(plain_header)
-        if value:
-            values[name] = value
-    md5 = headers.get("x-ms-blob-content-md5")
-    if md5 is not None:
-        if not _is_md5(md5):
-            raise BlobStoreError(
-                400, "InvalidHeaderValue", "x-ms-blob-content-md5 is not a base64 MD5."
-            )
-        values["content_md5"] = md5
-    return ContentSettings(**values)
-
-
-def _is_md5(text: str) -> bool:
-    try:
-        return len(base64.b64decode(text, validate=True)) == 16
-    except (binascii.Error, ValueError):
-        return False
-
-
-def _metadata(request: Request) -> dict[str, str]:
-    prefix = "x-ms-meta-"
-    return {
-        name[len(prefix) :]: value
-        for name, value in request.headers.items()
-        if name.startswith(prefix) and len(name) > len(prefix)
-    }
-
-
-def _check_write_headers(request: Request) -> None:
-    for name in _UNSUPPORTED_WRITE_HEADERS:
-        if name in request.headers:
-            raise BlobStoreError(
-                400, "UnsupportedHeader", f"The header {name} is not supported by this store."
-            )
-    if "x-ms-lease-id" in request.headers:
-        raise BlobStoreError(
-            412,
-            "LeaseNotPresentWithBlobOperation",
-            "There is currently no lease on the blob.",
-        )
-
-
-def _etags(header: str) -> list[str]:
-    """The entity tags of an If-Match / If-None-Match header, normalized to quoted form."""
-    tags = []
-    for item in header.split(","):
-        tag = item.strip().removeprefix("W/")
-        if tag and tag != "*" and not tag.startswith('"'):
-            tag = f'"{tag}"'
-        if tag:
-            tags.append(tag)
-    return tags
-
-
-def _matches(header: str, current: BlobProperties | None) -> bool:
-    tags = _etags(header)
-    return current is not None and ("*" in tags or current.etag in tags)
-
-
-def _header_date(request: Request, name: str) -> datetime | None:
-    text = request.headers.get(name)
-    if not text:
-        return None
-    try:
-        return parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        # RFC 9110: a conditional header with an invalid date is ignored.
-        return None
-
-
-def _condition_failed() -> BlobStoreError:
-    return BlobStoreError(
-        412,
-        "ConditionNotMet",
-        "The condition specified using HTTP conditional header(s) is not met.",
-    )
-
-
-def _write_condition(request: Request, create_only: bool) -> CommitCondition:
-    """The checks a write's conditional headers (and a create-only SAS) ask for."""
-    if_match = request.headers.get("if-match")
-    if_none_match = request.headers.get("if-none-match")
-    modified_since = _header_date(request, "if-modified-since")
-    unmodified_since = _header_date(request, "if-unmodified-since")
-
-    def check(current: BlobProperties | None) -> None:
-        if create_only and current is not None:
-            raise BlobStoreError(
-                403,
-                "AuthorizationPermissionMismatch",
-                "The SAS only allows creating new blobs (c) and this blob exists.",
-            )
-        if if_none_match is not None and current is not None:
-            if if_none_match.strip() == "*":
-                raise BlobStoreError(409, "BlobAlreadyExists", "The specified blob already exists.")
-            if _matches(if_none_match, current):
-                raise _condition_failed()
-        if if_match is not None and not _matches(if_match, current):
-            raise _condition_failed()
-        if current is not None:
-            if modified_since is not None and current.last_modified <= modified_since:
-                raise _condition_failed()
-            if unmodified_since is not None and current.last_modified > unmodified_since:
-                raise _condition_failed()
-
-    return check
-
-
-def _read_condition(request: Request, current: BlobProperties) -> None:
-    """Conditional headers of a read: 412 for the If-Match family, 304 for If-None-Match."""
-    if_match = request.headers.get("if-match")
-    if if_match is not None and not _matches(if_match, current):
-        raise _condition_failed()
-    unmodified_since = _header_date(request, "if-unmodified-since")
-    if unmodified_since is not None and current.last_modified > unmodified_since:
-        raise _condition_failed()
-    if_none_match = request.headers.get("if-none-match")
-    modified_since = _header_date(request, "if-modified-since")
-    if (if_none_match is not None and _matches(if_none_match, current)) or (
-        modified_since is not None and current.last_modified <= modified_since
-    ):
-        raise BlobStoreError(304, "ConditionNotMet", "Not modified.")
-
-
-def _requested_range(request: Request, size: int) -> tuple[int, int] | None:
-    """The inclusive byte range asked for (x-ms-range wins over Range), clamped to the blob."""
-    text = request.headers.get("x-ms-range") or request.headers.get("range")
-    if not text:
-        return None
-    match = _RANGE_RE.fullmatch(text.strip())
-    if match is None:
-        raise BlobStoreError(
-            400,
-            "InvalidHeaderValue",
-            "The range must be 'bytes=start-end' or 'bytes=start-' (one range).",
-        )
-    start = int(match.group(1))
-    end = int(match.group(2)) if match.group(2) else size - 1
-    if start >= size or end < start:
-        raise BlobStoreError(416, "InvalidRange", "The range specified is invalid for the blob.")
-    return start, min(end, size - 1)
-
-
-def _range_md5(handle: BinaryIO, start: int, length: int) -> str:
-    digest = hashlib.md5()
-    offset, end = start, start + length
-    while offset < end:
-        data = os.pread(handle.fileno(), min(CHUNK_SIZE, end - offset), offset)
-        if not data:
-            break
-        digest.update(data)
-        offset += len(data)
-    return base64.b64encode(digest.digest()).decode("ascii")
-
-
-async def _file_chunks(handle: BinaryIO, start: int, length: int) -> AsyncIterator[bytes]:
-    """The bytes of ``handle`` from ``start``, CHUNK_SIZE at a time, then close it."""
-    try:
-        offset, end = start, start + length
-        while offset < end:
-            data = await run_in_threadpool(
-                os.pread, handle.fileno(), min(CHUNK_SIZE, end - offset), offset
-            )
-            if not data:
-                break
-            yield data
-            offset += len(data)
-    finally:
-        handle.close()
-
-
-def _property_headers(properties: BlobProperties, overrides: Mapping[str, str]) -> dict[str, str]:
-    content = properties.content
-    headers = {
-        "etag": properties.etag,
-        "last-modified": http_date(properties.last_modified),
-        "x-ms-creation-time": http_date(properties.created),
-        "x-ms-blob-type": "BlockBlob",
-        "accept-ranges": "bytes",
-        "x-ms-lease-state": "available",
-        "x-ms-lease-status": "unlocked",
-        # Stored as plain files: say so rather than claim encryption at rest.
-        "x-ms-server-encrypted": "false",
-    }
-    for name, _, _, response_header in _SETTINGS:
-        value = getattr(content, name)
-        if value:
-            headers[response_header] = value
-    for name, value in properties.metadata.items():
-        headers[f"x-ms-meta-{name}"] = value
-    for sas_field, header in _SAS_OVERRIDES.items():
-        value = overrides.get(sas_field)
-        if value:
-            headers[header] = _latin1(value, sas_field)
-    return headers
-
-
-def _latin1(value: str, name: str) -> str:
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        raise BlobStoreError(
-            400, "InvalidQueryParameterValue", f"{name} cannot be sent as a header value."
-        ) from None
-    return value
-
-
-class _BlobService:
-    """The request handlers. Holds the account key: keep it out of reprs and logs."""
-
-    def __init__(
-        self,
-        store: BlobStore,
-        account: str,
-        account_key: bytes,
-        max_block_bytes: int,
-        max_put_bytes: int,
-    ) -> None:
-        self.store = store
-        self.account = account
-        self._account_key = account_key
-        self.max_block_bytes = max_block_bytes
-        self.max_put_bytes = max_put_bytes
-
-    def __repr__(self) -> str:
-        return f"_BlobService(account={self.account!r}, store={self.store!r})"
-
-    async def blob_endpoint(self, request: Request) -> Response:
-        call = _Call.of(request)
-        head = request.method == "HEAD"
-        try:
-            response = await self._dispatch(request, call)
-        except (BlobStoreError, SasError) as exc:
-            response = _error_response(exc, call, head)
-        except ClientDisconnect:
-            # Nobody is left to read an answer; the temp file is already gone.
-            response = Response(status_code=400, headers=call.headers())
-        except Exception:
-            # The path only: the query string carries the SAS signature.
-            logger.exception("Blob request failed: %s %s", request.method, request.url.path)
-            error = BlobStoreError(
-                500, "InternalError", "The server encountered an internal error."
-            )
-            response = _error_response(error, call, head)
-        return response
-
-    async def not_a_blob(self, request: Request) -> Response:
-        error = BlobStoreError(
-            400,
-            "InvalidUri",
-            "This store serves blob requests only (/{account}/{container}/{blob}); "
-            "container and account operations are not supported.",
-        )
-        return _error_response(error, _Call.of(request), request.method == "HEAD")
-
-    async def _dispatch(self, request: Request, call: _Call) -> Response:
-        container = request.path_params["container"]
-        blob = request.path_params["blob"]
-        if not blob:  # "/{container}/": a container request
-            return await self.not_a_blob(request)
-        validate_container_name(container)
-        validate_blob_name(blob)
-        if request.method in ("GET", "HEAD"):
-            return await self._read(request, call, container, blob)
-        if request.method != "PUT":
-            raise BlobStoreError(
-                405, "UnsupportedHttpVerb", f"{request.method} is not supported on blobs here."
-            )
-        comp = request.query_params.get("comp")
-        if comp is None:
-            return await self._put_blob(request, call, container, blob)
-        if comp == "block":
-            return await self._put_block(request, call, container, blob)
-        if comp == "blocklist":
-            return await self._put_block_list(request, call, container, blob)
-        raise BlobStoreError(
-            400, "InvalidQueryParameterValue", f"comp={comp[:40]} is not supported on blobs here."
-        )
-
-    def _authorize(self, request: Request, container: str, blob: str, required: str) -> str:
-        """Check the SAS; answer the permissions it grants."""
-        verify_sas(
-            self._account_key,
-            self.account,
-            container,
-            blob,
-            request.query_params,
-            required,
-            client_ip=request.client.host if request.client else None,
-            scheme=request.url.scheme,
-        )
-        return request.query_params.get("sp", "")
-
-    def _require_container(self, container: str) -> None:
-        if not self.store.container_exists(container):
-            raise BlobStoreError(
-                404, "ContainerNotFound", "The specified container does not exist."
-            )
-
-    # Writes
-
-    def _prepare_write(self, request: Request, container: str, blob: str) -> bool:
-        """Authorize a write and check its headers; answer whether it may only create."""
-        granted = self._authorize(request, container, blob, "wc")
-        self._require_container(container)
-        _check_write_headers(request)
-        return "w" not in granted
-
-    async def _put_blob(self, request: Request, call: _Call, container: str, blob: str) -> Response:
-        create_only = self._prepare_write(request, container, blob)
-        blob_type = request.headers.get("x-ms-blob-type")
-        if blob_type is None:
-            raise BlobStoreError(400, "MissingRequiredHeader", "x-ms-blob-type is required.")
-        if blob_type != "BlockBlob":
-            raise BlobStoreError(
-                400, "InvalidHeaderValue", f"Only BlockBlob is supported, not {blob_type[:40]}."
-            )
-        length = _declared_length(request, self.max_put_bytes)
-        content = _content_settings(request, plain_headers=True)
-        condition = _write_condition(request, create_only)
-        # Fail before receiving what may be gigabytes; checked again at the commit.
-        await run_in_threadpool(condition, self._current_or_none(container, blob))
-        body = self.store.new_body(hashed=True)
-        md5 = await _receive_body(request, body, length)
-        if content.content_md5 is None:
-            content = replace(content, content_md5=md5)
-        try:
-            properties = await run_in_threadpool(
-                self.store.put_blob, container, blob, body, content, _metadata(request), condition
-            )
-        except BaseException:
-            body.discard()
-            raise
-        return _created(call, properties, md5)
-
-    async def _put_block(
-        self, request: Request, call: _Call, container: str, blob: str
-    ) -> Response:
-        self._prepare_write(request, container, blob)
-        block_id = request.query_params.get("blockid")
-        if not block_id:
-            raise BlobStoreError(
-                400, "MissingRequiredQueryParameter", "The blockid query parameter is required."
-            )
-        decode_block_id(block_id)
-        length = _declared_length(request, self.max_block_bytes)
-        # A block's MD5 is computed only when the client sent one to check (Azure answers it,
-        # but the SDK does not read it): it costs a large upload dearly.
-        writer = await run_in_threadpool(
-            functools.partial(self.store.reserve_block, container, blob, length,
-                              hashed="content-md5" in request.headers, block_id=block_id)
-        )
-        md5 = await _receive_body(request, writer, length)
-        try:
-            await run_in_threadpool(self.store.stage_block, container, blob, block_id, writer)
-        except BaseException:
-            writer.discard()
-            raise
-        return _created(call, None, md5)
-
-    async def _put_block_list(
-        self, request: Request, call: _Call, container: str, blob: str
-    ) -> Response:
-        create_only = self._prepare_write(request, container, blob)
-        _declared_length(request, MAX_BLOCK_LIST_BYTES)
-        payload = await request.body()  # bounded by the check above
-        md5 = base64.b64encode(hashlib.md5(payload).digest()).decode("ascii")
-        _check_md5(request, md5)
-        blocks = parse_block_list(payload)
-        condition = _write_condition(request, create_only)
-        await run_in_threadpool(condition, self._current_or_none(container, blob))
-        properties = await run_in_threadpool(
-            self.store.commit_block_list,
-            container,
-            blob,
-            blocks,
-            _content_settings(request, plain_headers=False),
-            _metadata(request),
-            condition,
-        )
-        return _created(call, properties, md5)
-
-    def _current_or_none(self, container: str, blob: str) -> BlobProperties | None:
-        try:
-            return self.store.properties(container, blob)
-        except BlobStoreError as exc:
-            if exc.code == "BlobNotFound":
-                return None
-            raise
-
-    # Reads
-
-    async def _read(self, request: Request, call: _Call, container: str, blob: str) -> Response:
-        if "snapshot" in request.query_params or "versionid" in request.query_params:
-            raise BlobStoreError(
-                400, "UnsupportedQueryParameter", "Snapshots and versions are not supported here."
-            )
-        comp = request.query_params.get("comp")
-        if comp is not None:
-            raise BlobStoreError(
-                400, "InvalidQueryParameterValue", f"comp={comp[:40]} is not supported here."
-            )
-        self._authorize(request, container, blob, "r")
-        self._require_container(container)
-        properties, handle = await run_in_threadpool(self.store.open_blob, container, blob)
-        try:
-            return self._read_response(request, call, properties, handle)
-        except BaseException:
-            handle.close()
-            raise
-
-    def _read_response(
-        self, request: Request, call: _Call, properties: BlobProperties, handle: BinaryIO
-    ) -> Response:
-        headers = call.headers() | _property_headers(properties, request.query_params)
-        try:
-            _read_condition(request, properties)
-        except BlobStoreError as exc:
-            if exc.status != 304:
-                raise
-            handle.close()
-            return Response(
-                status_code=304,
-                headers=call.headers()
-                | {
-                    "etag": properties.etag,
-                    "last-modified": http_date(properties.last_modified),
-                },
-            )
-        md5 = properties.content.content_md5
-        if request.method == "HEAD":
-            handle.close()
-            if md5:
-                headers["content-md5"] = md5
-            headers["content-length"] = str(properties.size)
-            return Response(status_code=200, headers=headers)
-        byte_range = _requested_range(request, properties.size)
-        want_range_md5 = request.headers.get("x-ms-range-get-content-md5", "").lower() == "true"
-        if byte_range is None:
-            if want_range_md5:
-                raise BlobStoreError(
-                    400, "InvalidHeaderValue", "x-ms-range-get-content-md5 needs a range."
-                )
-            start, length, status = 0, properties.size, 200
-            if md5:
-                headers["content-md5"] = md5
-        else:
-            start, end = byte_range
-            length, status = end - start + 1, 206
-            headers["content-range"] = f"bytes {start}-{end}/{properties.size}"
-            if md5:
-                headers["x-ms-blob-content-md5"] = md5
-            if want_range_md5:
-                if length > MAX_RANGE_MD5_BYTES:
-                    raise BlobStoreError(
-                        400,
-                        "InvalidHeaderValue",
-                        "x-ms-range-get-content-md5 is only served for ranges up to 4 MiB.",
-                    )
-                headers["content-md5"] = _range_md5(handle, start, length)
-        headers["content-length"] = str(length)
-        return StreamingResponse(
-            _file_chunks(handle, start, length), status_code=status, headers=headers
-        )
-
-
-def _created(call: _Call, properties: BlobProperties | None, md5: str | None) -> Response:
-    # Stored as plain files: say so rather than claim encryption at rest.
-    headers = call.headers() | {"x-ms-request-server-encrypted": "false"}
-    if md5 is not None:
-        headers["content-md5"] = md5
-    if properties is not None:
-        headers["etag"] = properties.etag
-        headers["last-modified"] = http_date(properties.last_modified)
-    return Response(status_code=201, headers=headers)
-
-
-def parse_block_list(payload: bytes) -> list[BlockRef]:
-    """The entries of a Put Block List body, in order."""
-    # No document type declarations: they are the door to entity-expansion attacks.
-    if b"<!DOCTYPE" in payload or b"<!ENTITY" in payload:
-        raise BlobStoreError(400, "InvalidXmlDocument", "DTDs are not allowed in a block list.")
-    try:
-        root = ET.fromstring(payload)
-    except ET.ParseError:
-        raise BlobStoreError(400, "InvalidXmlDocument", "The block list is not XML.") from None
-    if root.tag != "BlockList":
-        raise BlobStoreError(400, "InvalidXmlDocument", "The root element must be BlockList.")
-    blocks = []
-    for element in root:
-        if element.tag not in ("Latest", "Committed", "Uncommitted"):
-            raise BlobStoreError(
-                400, "InvalidXmlNodeValue", f"Unexpected element {element.tag[:40]} in BlockList."
-            )
-        block_id = (element.text or "").strip()
-        try:
-            decode_block_id(block_id)
-        except BlobStoreError:
-            raise BlobStoreError(
-                400,
-                "InvalidBlockId",
-                f"The block id {block_id[:80]!r} is not base64 of 1-64 bytes.",
-            ) from None
-        blocks.append(BlockRef(element.tag, block_id))
-    if len(blocks) > MAX_BLOCKS:
-        raise BlobStoreError(
-            400, "InvalidBlockList", f"A block list holds at most {MAX_BLOCKS} blocks."
-        )
-    return blocks
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 (no route, other methods) in Azure's XML shape."""
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    code = {404: "InvalidUri", 405: "UnsupportedHttpVerb"}.get(status, "InternalError")
-    error = BlobStoreError(status, code, "The request is not supported by this blob store.")
-    return _error_response(error, _Call.of(request), request.method == "HEAD")
-
-
-def create_blob_app(
-    store: BlobStore,
-    account: str,
-    account_key: bytes,
-    *,
-    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
-    max_put_bytes: int = DEFAULT_MAX_PUT_BYTES,
-) -> Starlette:
-    """The blob service as an ASGI app, to mount at ``/{account}``.
-
-    URLs are then path-style like Azurite's: ``http://127.0.0.1:PORT/{account}/{c}/{blob}``.
-    ``max_block_bytes`` and ``max_put_bytes`` bound one Put Block and one Put Blob body.
-    """
-    service = _BlobService(store, account, account_key, max_block_bytes, max_put_bytes)
-    routes = [
-        Route("/{container}/{blob:path}", service.blob_endpoint, methods=_ALL_METHODS),
-        Route("/{container}", service.not_a_blob, methods=_ALL_METHODS),
-        Route("/", service.not_a_blob, methods=_ALL_METHODS),
-    ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
-    # /{container}/ must reach the handler (as a container request), not be redirected.
-    app.router.redirect_slashes = False
-    return app

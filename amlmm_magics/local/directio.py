@@ -10,8 +10,9 @@ disk itself writes about 1 GB/s). Object stores do the same for large objects (M
 them with ``O_DIRECT``).
 
 ``O_DIRECT`` needs the buffer, the file offset and the length aligned to the disk's block
-size: bytes are gathered in a page-aligned buffer and written out in whole buffers, and the
-last, unaligned few bytes go through the page cache as usual.
+size: bytes are gathered in a page-aligned buffer (copied in with ``write``, or read into it
+straight from a socket through ``space`` and ``filled``) and written out in whole buffers,
+and the last, unaligned few bytes go through the page cache as usual.
 """
 
 from __future__ import annotations
@@ -100,18 +101,30 @@ class DirectRegion:
 
     def write(self, chunks: Sequence[memoryview]) -> int:
         """Take all of ``chunks``; answer how many bytes that was."""
-        buffer = self._open_buffer()
         taken = 0
         for chunk in chunks:
             while chunk:
-                count = min(len(buffer) - self._fill, len(chunk))
-                buffer[self._fill : self._fill + count] = chunk[:count]
-                self._fill += count
+                space = self.space()
+                count = min(len(space), len(chunk))
+                space[:count] = chunk[:count]
+                self.filled(count)
                 taken += count
                 chunk = chunk[count:]
-                if self._fill == len(buffer):
-                    self._write_out(len(buffer))
         return taken
+
+    def space(self) -> memoryview:
+        """The part of the buffer still free, to put the next bytes in (then ``filled``)."""
+        return self._open_buffer()[self._fill :]
+
+    def filled(self, count: int) -> None:
+        """``count`` more bytes are in the buffer, at the start of what ``space`` answered;
+        a full buffer goes to disk."""
+        buffer = self._open_buffer()
+        if not 0 <= count <= len(buffer) - self._fill:
+            raise ValueError(f"{count} bytes do not fit in the {len(buffer) - self._fill} free")
+        self._fill += count
+        if self._fill == len(buffer):
+            self._write_out(len(buffer))
 
     def finish(self) -> None:
         """Write what the buffer still holds, then let go of the buffer and descriptor."""

@@ -1,9 +1,9 @@
-"""The daemon process: binds 127.0.0.1, serves the API with uvicorn, writes ``local.json``."""
+"""The daemon process: binds 127.0.0.1, serves the API with uvicorn and the blob store on a
+port of its own (``blob_server``), writes ``local.json``."""
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import logging
 import os
@@ -18,33 +18,6 @@ from amlmm_magics.local.home import Home, write_private
 from amlmm_magics.redact import RedactingFilter
 
 log = logging.getLogger("amlmm_magics.local")
-
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-# Freed heap kept for the next requests, and the allocation size from which memory is mapped
-# on its own (and unmapped when freed) instead of taken from the heap.
-KEPT_FREE_HEAP = 64 * 1024 * 1024
-OWN_MAPPING_FROM = 4 * 1024 * 1024
-
-
-def keep_freed_heap() -> bool:
-    """Let the allocator keep the memory request bodies free, for the next bodies.
-
-    uvicorn hands a body over in fresh bytes objects of up to 256 KiB. With glibc's defaults
-    the heap they are freed to is trimmed and then faulted in again for the next ones:
-    measured here, 150,000 page faults and about 0.8 s of system time per GiB uploaded; with
-    up to 64 MiB kept, a few dozen faults. Answers whether the allocator took the settings
-    (only glibc has them).
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_MMAP_THRESHOLD, OWN_MAPPING_FROM)
-                and mallopt(_M_TRIM_THRESHOLD, KEPT_FREE_HEAP))
-
 
 def bind(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -65,10 +38,10 @@ def serve(home: Home, port: int = 0) -> None:
 
     from amlmm_magics.local.app import create_app
     from amlmm_magics.local.backend import Backend
-    from amlmm_magics.local.http_protocol import http_protocol
+    from amlmm_magics.local.blob_server import BlobServer, BlobService
+    from amlmm_magics.local.blobs import ACCOUNT as BLOB_ACCOUNT
 
     home.create()
-    keep_freed_heap()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     # Access log lines carry query strings, and blob URLs carry SAS signatures.
@@ -77,17 +50,22 @@ def serve(home: Home, port: int = 0) -> None:
     secret = home.load_or_create_secrets()
     sock = bind(port)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    backend = Backend(home, secret, url)
-    app = create_app(backend, secret.token, secret.account_key)
+    blob_server = BlobServer()
+    backend = Backend(home, secret, blob_server.url)
+    blob_server.services[BLOB_ACCOUNT] = BlobService(
+        backend.blobs.store, BLOB_ACCOUNT, secret.account_key)
+    app = create_app(backend, secret.token)
     # log_config=None: uvicorn's loggers go through the redacting handler above.
     config = uvicorn.Config(app, log_config=None, log_level="info", access_log=True,
-                            lifespan="off", timeout_graceful_shutdown=10, http=http_protocol())
+                            lifespan="off", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
 
     def started() -> None:
+        blob_server.start()
         write_private(home.state_file, json.dumps(
             state_of(home, url, secret.token, backend.blobs.container_sas_url()), indent=2))
-        log.info("amlmm embedded backend %s serving %s (home %s)", __version__, url, home.root)
+        log.info("amlmm embedded backend %s serving %s, blobs at %s (home %s)", __version__,
+                 url, blob_server.url, home.root)
         backend.start()
 
     original_startup, original_shutdown = server.startup, server.shutdown
@@ -105,6 +83,7 @@ def serve(home: Home, port: int = 0) -> None:
         await asyncio.get_running_loop().run_in_executor(None, stop)
 
     def stop() -> None:
+        blob_server.stop()
         backend.stop()
         _remove_state(home)
 
