@@ -398,6 +398,14 @@ def test_a_zero_byte_blob_round_trips(blob_server):
     downloaded = blob.download_blob()
     assert downloaded.readall() == b""
     assert downloaded.properties.size == 0
+    conn = _connection(blob_server)
+    try:
+        for _ in range(2):  # the connection serves on after an empty body
+            conn.request("GET", f"/{ACCOUNT}/models/empty.txt?{blob_server.sas()}")
+            status, headers, body = _answer(conn)
+            assert (status, headers["content-length"], body) == (200, "0", b"")
+    finally:
+        conn.close()
     status, headers, _body = blob_server.raw(
         "GET",
         f"/{ACCOUNT}/models/empty.txt?{blob_server.sas()}",

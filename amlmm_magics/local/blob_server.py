@@ -748,13 +748,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "amlmm-blob"
-    sys_version = ""
     timeout = IDLE_TIMEOUT_S
     # Answers go out as a header write and a body write: without this the second waits for
     # the client's delayed ACK of the first.
     disable_nagle_algorithm = True
     server: BlobServer
     _unread = 0
+
+    def version_string(self) -> str:
+        return self.server_version  # not the Python version after it
 
     def do_GET(self) -> None:
         self._serve()
@@ -827,7 +829,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if file is not None:
                 handle, start, length = file
-                self.connection.sendfile(handle, start, length)
+                if length:  # sendfile takes a count of 0 for "to the end"
+                    self.connection.sendfile(handle, start, length)
             elif response.body:
                 self.wfile.write(response.body)
         except OSError:  # the client went away while being answered
