@@ -745,6 +745,9 @@ def test_a_client_gone_mid_body_stages_nothing_and_its_retry_lands(blob_server):
         ("PUT /{account}/models/a.bin?{sas} HTTP/1.1\r\nx-ms-blob-type: BlockBlob\r\n"
          "Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", 411,
          "MissingContentLengthHeader"),
+        ("PUT /{account}/models/a.bin?{sas} HTTP/1.1\r\nx-ms-blob-type: BlockBlob\r\n"
+         "Transfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n1\r\nx\r\n0\r\n\r\n", 411,
+         "MissingContentLengthHeader"),
         ("GET /elsewhere/models/a.bin?{sas} HTTP/1.1\r\n\r\n", 400, "InvalidUri"),
     ],
 )  # fmt: skip

@@ -108,6 +108,13 @@ _PROTOCOL_ERROR_CODES = {
 }
 
 
+# Bodies are read by their Content-Length only (as Azure's Put Blob and Put Block require).
+_NO_LENGTH = BlobStoreError(
+    411, "MissingContentLengthHeader",
+    "Bodies sent with Transfer-Encoding are not supported: send a Content-Length header.",
+)
+
+
 class ClientGone(Exception):
     """The client closed the connection (or went silent) before sending the whole body."""
 
@@ -780,7 +787,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in self.headers.items():
             request.headers.setdefault(name.lower(), value)
         try:
-            response = self.server.answer(request)
+            if "transfer-encoding" in request.headers:
+                response = _error_response(_NO_LENGTH, _Call.of(request), self.command == "HEAD")
+            else:
+                response = self.server.answer(request)
         except ClientGone:
             self.close_connection = True
             return
@@ -865,7 +875,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _announced_length(headers: Message) -> int | None:
     """The Content-Length of a request (0 without a body); None where it cannot be told."""
-    if "transfer-encoding" in headers:
+    if "transfer-encoding" in headers:  # it would win over a Content-Length
         return None
     text = headers.get("content-length")
     if text is None:
