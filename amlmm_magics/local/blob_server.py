@@ -31,7 +31,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from email.message import Message
 from email.utils import format_datetime, parsedate_to_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -748,8 +747,6 @@ def parse_block_list(payload: bytes) -> list[BlockRef]:
     return blocks
 
 
-
-
 class _Handler(BaseHTTPRequestHandler):
     """One connection's requests, in the thread the server gave it."""
 
@@ -771,10 +768,6 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
     def _serve(self) -> None:
-        announced = _announced_length(self.headers)
-        if announced is None:
-            self.close_connection = True  # no way to tell where the body ends
-        self._unread = announced or 0
         parts = urlsplit(self.path)
         request = BlobRequest(
             method=self.command,
@@ -786,11 +779,17 @@ class _Handler(BaseHTTPRequestHandler):
         )
         for name, value in self.headers.items():
             request.headers.setdefault(name.lower(), value)
+        # Transfer-Encoding would win over a Content-Length; bodies framed so are not read.
+        length_framed = "transfer-encoding" not in request.headers
+        announced = _content_length(request.headers) if length_framed else None
+        if announced is None:
+            self.close_connection = True  # no way to tell where the body ends
+        self._unread = announced or 0
         try:
-            if "transfer-encoding" in request.headers:
-                response = _error_response(_NO_LENGTH, _Call.of(request), self.command == "HEAD")
-            else:
+            if length_framed:
                 response = self.server.answer(request)
+            else:
+                response = _error_response(_NO_LENGTH, _Call.of(request), self.command == "HEAD")
         except ClientGone:
             self.close_connection = True
             return
@@ -813,6 +812,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _skip_unread_body(self) -> None:
         """Read what an early answer left of the body, or end the connection after it."""
+        if not self._unread:
+            return
         if self._unread > DRAIN_LIMIT:
             self.close_connection = True
             return
@@ -873,10 +874,8 @@ class _Handler(BaseHTTPRequestHandler):
         logger.warning("%s - %s", self.client_address[0], redact_text(format % args))
 
 
-def _announced_length(headers: Message) -> int | None:
-    """The Content-Length of a request (0 without a body); None where it cannot be told."""
-    if "transfer-encoding" in headers:  # it would win over a Content-Length
-        return None
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    """The Content-Length of a request (0 without a body); None where it is not a number."""
     text = headers.get("content-length")
     if text is None:
         return 0

@@ -305,7 +305,7 @@ class BlockWriter(Receiver):
         if self._fd is None:
             raise ValueError("this block writer is closed")
         if self.size + count > self.length:
-            raise length_mismatch()  # never past the region: the next block's starts there
+            raise _length_mismatch()  # never past the region: the next block's starts there
 
     def _writev(self, buffers: list[memoryview]) -> int:
         self._check_room(sum(len(b) for b in buffers))
@@ -652,7 +652,7 @@ class BlobStore:
         raw_id = decode_block_id(block_id)
         folder = self._staging_folder(container, blob)
         if writer.size != writer.length:
-            raise length_mismatch()
+            raise _length_mismatch()
         entry = [writer.staging.path.name, writer.offset, writer.length]
         with self._lock:
             writer.staging.writers.discard(writer)
@@ -954,7 +954,7 @@ def _blob_not_found() -> BlobStoreError:
     return BlobStoreError(404, "BlobNotFound", "The specified blob does not exist.")
 
 
-def length_mismatch() -> BlobStoreError:
+def _length_mismatch() -> BlobStoreError:
     return BlobStoreError(
         400, "InvalidHeaderValue", "The body does not have the length Content-Length announced."
     )
