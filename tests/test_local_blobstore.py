@@ -109,14 +109,22 @@ class Served:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """One request as sent, without the SDK's URL handling; (status, headers, body)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn = self.connection()
         try:
             conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            data = response.read()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+            return _answer(conn)
         finally:
             conn.close()
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+
+def _answer(conn: http.client.HTTPConnection) -> tuple[int, dict[str, str], bytes]:
+    """The response to the request just sent on ``conn``: (status, headers, body)."""
+    response = conn.getresponse()
+    body = response.read()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, body
 
 
 class _BufferingHandler(BaseHTTPRequestHandler):
@@ -398,7 +406,7 @@ def test_a_zero_byte_blob_round_trips(blob_server):
     downloaded = blob.download_blob()
     assert downloaded.readall() == b""
     assert downloaded.properties.size == 0
-    conn = _connection(blob_server)
+    conn = blob_server.connection()
     try:
         for _ in range(2):  # the connection serves on after an empty body
             conn.request("GET", f"/{ACCOUNT}/models/empty.txt?{blob_server.sas()}")
@@ -678,22 +686,12 @@ def test_the_account_key_stays_out_of_reprs(blob_server, tmp_path):
         assert repr(KEY) not in text and KEY_B64 not in text
 
 
-def _connection(blob_server) -> http.client.HTTPConnection:
-    return http.client.HTTPConnection("127.0.0.1", blob_server.port, timeout=30)
-
-
-def _answer(conn: http.client.HTTPConnection) -> tuple[int, dict[str, str], bytes]:
-    response = conn.getresponse()
-    body = response.read()
-    return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-
-
 def test_a_refused_body_is_read_and_the_connection_serves_on(blob_server):
     data = os.urandom(MiB)
     blob_server.blob("kept.bin").upload_blob(data, overwrite=True)
     read_only = blob_server.sas(permission="r")
     block = quote(offset_block_id(0), safe="")
-    conn = _connection(blob_server)
+    conn = blob_server.connection()
     try:
         conn.request("PUT", f"/{ACCOUNT}/models/refused.bin?comp=block&blockid={block}&"
                      f"{read_only}", body=os.urandom(8 * MiB))
@@ -709,7 +707,7 @@ def test_a_refused_body_is_read_and_the_connection_serves_on(blob_server):
 
 def test_a_refused_body_past_the_drain_limit_ends_the_connection(blob_server, monkeypatch):
     monkeypatch.setattr(blob_server_module, "DRAIN_LIMIT", 1024)
-    conn = _connection(blob_server)
+    conn = blob_server.connection()
     try:
         conn.request("PUT", f"/{ACCOUNT}/models/x.bin?{blob_server.sas(permission='r')}",
                      body=b"x" * 4096, headers={"x-ms-blob-type": "BlockBlob"})
@@ -890,12 +888,16 @@ def test_offset_block_ids_survive_the_wire_and_other_ids_name_no_offset():
         offset_block_id(-1)
 
 
-def test_large_aligned_blocks_go_to_disk_around_the_page_cache(store, tmp_path):
-    (tmp_path / "probe").touch()
-    probe = DirectRegion.open(tmp_path / "probe", 0, AlignedBuffers(ALIGNMENT, keep=0), -1)
+def _skip_without_o_direct(folder: Path) -> None:
+    (folder / "probe").touch()
+    probe = DirectRegion.open(folder / "probe", 0, AlignedBuffers(ALIGNMENT, keep=0), -1)
     if probe is None:
         pytest.skip("this file system refuses O_DIRECT")
     probe.close()
+
+
+def test_large_aligned_blocks_go_to_disk_around_the_page_cache(store, tmp_path):
+    _skip_without_o_direct(tmp_path)
     data = os.urandom(2 * WRITE_BATCH + ALIGNMENT + 123)  # whole buffers, then a ragged end
     name = offset_block_id(0)
     writer = store.reserve_block("models", "m.bin", len(data), block_id=_block_id(name))
@@ -914,11 +916,7 @@ def test_large_aligned_blocks_go_to_disk_around_the_page_cache(store, tmp_path):
 def test_a_received_block_is_read_straight_into_the_aligned_buffer_it_is_written_from(
     store, tmp_path
 ):
-    (tmp_path / "probe").touch()
-    probe = DirectRegion.open(tmp_path / "probe", 0, AlignedBuffers(ALIGNMENT, keep=0), -1)
-    if probe is None:
-        pytest.skip("this file system refuses O_DIRECT")
-    probe.close()
+    _skip_without_o_direct(tmp_path)
     data = os.urandom(2 * WRITE_BATCH + ALIGNMENT + 123)
     source = io.BytesIO(data)
     targets = []
